@@ -1,0 +1,2 @@
+// Translation unit that owns the precompiled header (scenic_pch).
+#include "scenic/common_lib/pch.h"

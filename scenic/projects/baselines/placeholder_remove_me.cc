@@ -1,0 +1,1 @@
+#include "scenic/common_lib/pch.h"
