@@ -58,7 +58,8 @@ Json scalar_to_json(const YAML::Node& node) {
   return s;
 }
 
-Json yaml_to_json(const YAML::Node& node, const std::string& where) {
+// `path` is the dotted key of `node`, for messages.
+Json yaml_to_json(const YAML::Node& node, const std::string& where, const std::string& path = "") {
   switch (node.Type()) {
     case YAML::NodeType::Null:
     case YAML::NodeType::Undefined:
@@ -67,17 +68,18 @@ Json yaml_to_json(const YAML::Node& node, const std::string& where) {
       return scalar_to_json(node);
     case YAML::NodeType::Sequence: {
       Json out = Json::array();
-      for (const auto& item : node) out.push_back(yaml_to_json(item, where));
+      for (const auto& item : node) out.push_back(yaml_to_json(item, where, path));
       return out;
     }
     case YAML::NodeType::Map: {
       Json out = Json::object();
       for (const auto& kv : node) {
         const std::string key = kv.first.as<std::string>();
+        const std::string at = where + " line " + std::to_string(kv.first.Mark().line + 1);
         if (key.find('.') != std::string::npos)
-          throw Error(where + ": config key '" + key + "' must not contain '.'");
-        if (out.contains(key)) throw Error(where + ": duplicate config key '" + key + "'");
-        out[key] = yaml_to_json(kv.second, where);
+          throw Error(at + ": config key '" + join(path, key) + "' must not contain '.'");
+        if (out.contains(key)) throw Error(at + ": duplicate config key '" + join(path, key) + "'");
+        out[key] = yaml_to_json(kv.second, where, join(path, key));
       }
       return out;
     }
@@ -108,6 +110,9 @@ void emit(YAML::Emitter& out, const Json& j) {
     out << j.get<int64_t>();
   } else if (j.is_number_float()) {
     double v = j.get<double>();
+    // YAML spells the non-finite floats .inf/.nan; "inf" would reload as a string.
+    if (std::isnan(v)) { out << ".nan"; return; }
+    if (std::isinf(v)) { out << (v > 0 ? ".inf" : "-.inf"); return; }
     std::ostringstream ss;
     ss.precision(17);
     ss << v;
@@ -117,9 +122,15 @@ void emit(YAML::Emitter& out, const Json& j) {
     out << s;
   } else if (j.is_string()) {
     const std::string s = j.get<std::string>();
-    // Quote strings that would otherwise reload as another type.
-    Json reparsed = scalar_to_json(YAML::Load(s.empty() ? "''" : s));
-    if (!reparsed.is_string() || s.empty()) out << YAML::DoubleQuoted;
+    // Quote strings that would otherwise reload as another type (or not parse at all:
+    // "@x", "[", "a: b: c" make YAML::Load throw).
+    bool quote = s.empty();
+    try {
+      quote = quote || !scalar_to_json(YAML::Load(s)).is_string();
+    } catch (const YAML::Exception&) {
+      quote = true;
+    }
+    if (quote) out << YAML::DoubleQuoted;
     out << s;
   }
 }

@@ -1,0 +1,46 @@
+#include "scenic/common_lib/logging.h"
+
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+
+namespace scenic::common {
+namespace {
+std::mutex g_mutex;
+std::ofstream g_file;
+bool g_enabled = true;
+
+std::string timestamp() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  localtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof(buf), "%Y-%m-%d %H:%M:%S", &tm);
+  return buf;
+}
+}  // namespace
+
+void set_log_file(const std::string& path) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (g_file.is_open()) g_file.close();
+  if (!path.empty()) g_file.open(path, std::ios::app);
+}
+
+void set_log_enabled(bool enabled) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_enabled = enabled;
+}
+
+void log_line(const std::string& level, const std::string& message) {
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (!g_enabled) return;
+  const std::string line = level + " " + timestamp() + " " + message + "\n";
+  std::cerr << line << std::flush;
+  if (g_file.is_open()) g_file << line << std::flush;
+}
+
+}  // namespace scenic::common

@@ -1,0 +1,35 @@
+// Logging: timestamped lines to stderr and, once a workdir is known, to `<workdir>/log.txt`.
+// Scenic logs through absl.logging; this is the same idea without the dependency.
+// Only the lead process logs (set_log_enabled(false) elsewhere).
+#pragma once
+
+#include <sstream>
+#include <string>
+
+namespace scenic::common {
+
+void set_log_file(const std::string& path);  // appends; "" closes
+void set_log_enabled(bool enabled);
+void log_line(const std::string& level, const std::string& message);
+
+// LOG_INFO << "step " << step; — one line, flushed at the end of the statement.
+class LogStream {
+ public:
+  explicit LogStream(const char* level) : level_(level) {}
+  ~LogStream() { log_line(level_, ss_.str()); }
+  template <typename T>
+  LogStream& operator<<(const T& v) {
+    ss_ << v;
+    return *this;
+  }
+
+ private:
+  const char* level_;
+  std::ostringstream ss_;
+};
+
+}  // namespace scenic::common
+
+#define SCENIC_LOG_INFO ::scenic::common::LogStream("I")
+#define SCENIC_LOG_WARNING ::scenic::common::LogStream("W")
+#define SCENIC_LOG_ERROR ::scenic::common::LogStream("E")

@@ -1,1 +1,0 @@
-#include "scenic/common_lib/pch.h"

@@ -1,0 +1,101 @@
+// ViT: the Vision Transformer (Scenic's projects/baselines/vit.py).
+//
+// Conv patch embedding `embedding` (kernel = stride = patch) -> optional zero-init `cls`
+// token -> `Transformer`: learned 1-D position embedding, dropout, `num_layers` pre-LN
+// `encoderblock_i` (LayerNorm, multi-head self-attention, dropout, stochastic depth,
+// residual; LayerNorm, MlpBlock, stochastic depth, residual), `encoder_norm` -> pooling
+// (`token`, `gap`, `gmp`, `gsp`) -> optional `pre_logits` Dense+tanh
+// (`representation_size`) -> zero-initialised `output_projection`. Parameter names follow
+// Flax's tree so Scenic checkpoints map name for name. Inputs are NCHW.
+//
+// Config keys under `model.`: patches.size, hidden_size, mlp_dim, num_heads, num_layers,
+// representation_size, classifier, positional_embedding, dropout_rate,
+// attention_dropout_rate, stochastic_depth.
+#pragma once
+
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/modules/normalization.h>
+
+#include "scenic/common_lib/config.h"
+#include "scenic/dataset_lib/dataset.h"
+#include "scenic/model_lib/base_models/base_model.h"
+#include "scenic/model_lib/layers/attention_layers.h"
+
+namespace scenic::baselines {
+
+struct ViTOptions {
+  std::vector<int64_t> patch_size{16, 16};
+  int64_t hidden_size = 768;
+  int64_t mlp_dim = 3072;
+  int64_t num_heads = 12;
+  int64_t num_layers = 12;
+  std::optional<int64_t> representation_size;
+  std::string classifier = "token";
+  std::string positional_embedding = "learned_1d";
+  double dropout_rate = 0.1;
+  double attention_dropout_rate = 0.1;
+  double stochastic_depth = 0.0;
+  int64_t num_classes = 1000;
+  std::vector<int64_t> input_shape{-1, 3, 224, 224};  // [-1, C, H, W]
+
+  static ViTOptions from_config(const common::ConfigDict& model_config, const dataset::MetaData& meta);
+};
+
+// One pre-LN Transformer encoder block.
+class Encoder1DBlockImpl : public torch::nn::Module {
+ public:
+  Encoder1DBlockImpl(const ViTOptions& o, double stochastic_depth);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, N, D] -> [B, N, D]
+
+  torch::nn::LayerNorm LayerNorm_0{nullptr}, LayerNorm_2{nullptr};
+  model::MultiHeadAttention MultiHeadDotProductAttention_1{nullptr};
+  model::MlpBlock MlpBlock_3{nullptr};
+
+ private:
+  double dropout_rate_, stochastic_depth_;
+};
+TORCH_MODULE(Encoder1DBlock);
+
+// Learned 1-D position embedding `pos_embedding` [1, N, D], N(0, 0.02) init.
+class AddPositionEmbsImpl : public torch::nn::Module {
+ public:
+  AddPositionEmbsImpl(int64_t num_tokens, int64_t width);
+  torch::Tensor forward(const torch::Tensor& x) { return x + pos_embedding; }
+  torch::Tensor pos_embedding;
+};
+TORCH_MODULE(AddPositionEmbs);
+
+// Position embedding, dropout, the blocks and the final norm.
+class EncoderImpl : public torch::nn::Module {
+ public:
+  EncoderImpl(const ViTOptions& o, int64_t num_tokens);
+  torch::Tensor forward(const torch::Tensor& x);  // [B, N, D]
+
+  AddPositionEmbs posembed_input{nullptr};  // learned_1d only
+  std::vector<Encoder1DBlock> blocks;  // registered as `encoderblock_i`
+  torch::nn::LayerNorm encoder_norm{nullptr};
+
+ private:
+  double dropout_rate_;
+};
+TORCH_MODULE(Encoder);
+
+class ViT : public model::Network {
+ public:
+  explicit ViT(const ViTOptions& options);
+  torch::Tensor forward(const torch::Tensor& inputs) override;  // [B, C, H, W] -> [B, K]
+
+  torch::nn::Conv2d embedding{nullptr};
+  torch::Tensor cls;  // [1, 1, D] for the token classifier
+  Encoder Transformer{nullptr};
+  torch::nn::Linear pre_logits{nullptr}, output_projection{nullptr};
+
+ private:
+  ViTOptions options_;
+};
+
+// The default `model:` block (ViT-Ti-like for small images).
+extern const char* const kViTDefaultConfig;
+
+}  // namespace scenic::baselines

@@ -1,0 +1,95 @@
+#include "scenic/train_lib/train_utils.h"
+
+#include <torch/torch.h>
+
+namespace scenic::train {
+
+TrainingSteps get_num_training_steps(const common::ConfigDict& config, const dataset::MetaData& meta) {
+  const auto batch_size = config.get<int64_t>("batch_size");
+  TrainingSteps steps;
+  if (meta.num_train_examples > 0) steps.steps_per_epoch = meta.num_train_examples / batch_size;
+  auto num_steps = config.get_optional<int64_t>("num_training_steps");
+  auto num_epochs = config.get_optional<double>("num_training_epochs");
+  if (num_steps) {
+    steps.total_steps = *num_steps;
+  } else if (num_epochs) {
+    if (steps.steps_per_epoch == 0)
+      throw Error("config key 'num_training_epochs' needs a dataset with a known size; set num_training_steps");
+    steps.total_steps = static_cast<int64_t>(*num_epochs * steps.steps_per_epoch);
+  } else {
+    throw Error("config needs 'num_training_steps' or 'num_training_epochs'");
+  }
+  if (steps.total_steps <= 0)
+    throw Error("config: the run has " + std::to_string(steps.total_steps) + " training steps");
+  return steps;
+}
+
+torch::Device get_device(const common::ConfigDict& config) {
+  const auto name = config.get<std::string>("device", "auto");
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA) : torch::Device(torch::kCPU);
+  try {
+    torch::Device device(name);
+    if (device.is_cuda() && !torch::cuda::is_available())
+      throw Error("config key 'device' is '" + name + "' but no CUDA device is available");
+    return device;
+  } catch (const c10::Error&) {
+    throw Error("config key 'device': '" + name + "' is not a device (auto, cpu, cuda, cuda:N)");
+  }
+}
+
+dataset::Batch batch_to_device(const dataset::Batch& batch, const torch::Device& device) {
+  if (device.is_cpu()) return batch;
+  dataset::Batch out;
+  for (const auto& [k, v] : batch) out[k] = v.to(device, /*non_blocking=*/true);
+  return out;
+}
+
+void MetricsAccumulator::add(const model::MetricsDict& metrics) {
+  for (const auto& [name, pair] : metrics) {
+    auto it = sums_.find(name);
+    if (it == sums_.end()) {
+      sums_[name] = {pair.first.detach().to(torch::kFloat64), pair.second.detach().to(torch::kFloat64)};
+    } else {
+      it->second.first.add_(pair.first.detach());
+      it->second.second.add_(pair.second.detach());
+    }
+  }
+}
+
+std::map<std::string, double> MetricsAccumulator::summary() const {
+  std::map<std::string, double> out;
+  if (sums_.empty()) return out;
+  // One transfer for all metrics instead of one sync per value.
+  std::vector<torch::Tensor> flat;
+  for (const auto& [_, pair] : sums_) {
+    flat.push_back(pair.first.reshape({1}));
+    flat.push_back(pair.second.reshape({1}));
+  }
+  auto host = torch::cat(flat).cpu();
+  auto* v = host.data_ptr<double>();
+  size_t i = 0;
+  for (const auto& [name, _] : sums_) {
+    out[name] = v[i] / (v[i + 1] + 1e-9);
+    i += 2;
+  }
+  return out;
+}
+
+std::map<std::string, double> evaluate(model::Network& network, const model::BaseModel& model,
+                                       dataset::Dataset& dataset, const std::string& split,
+                                       const torch::Device& device, int64_t max_steps) {
+  torch::NoGradGuard no_grad;
+  network.eval();
+  auto metrics_fn = model.get_metrics_fn(split);
+  MetricsAccumulator acc;
+  auto it = dataset.eval_iter(split);
+  int64_t steps = 0;
+  while (auto batch = it->next()) {
+    auto b = batch_to_device(*batch, device);
+    acc.add(metrics_fn(network.forward(b.at("inputs")), b));
+    if (max_steps > 0 && ++steps >= max_steps) break;
+  }
+  return acc.summary();
+}
+
+}  // namespace scenic::train

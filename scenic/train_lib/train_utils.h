@@ -1,0 +1,54 @@
+// Utilities shared by trainers (Scenic's train_lib/train_utils.py): step counts,
+// device placement, metric accumulation on the device, evaluation passes.
+#pragma once
+
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+
+#include "scenic/common_lib/config.h"
+#include "scenic/common_lib/errors.h"
+#include "scenic/dataset_lib/dataset.h"
+#include "scenic/model_lib/base_models/base_model.h"
+
+namespace scenic::train {
+
+// Raised when the training loss becomes NaN/Inf (Scenic's TrainingDivergedError).
+class TrainingDivergedError : public Error {
+ public:
+  using Error::Error;
+};
+
+struct TrainingSteps {
+  int64_t total_steps = 0;
+  int64_t steps_per_epoch = 0;  // 0 when unknown
+};
+// `num_training_steps`, or `num_training_epochs` x (num_train_examples // batch_size).
+TrainingSteps get_num_training_steps(const common::ConfigDict& config, const dataset::MetaData& meta);
+
+// `device: auto|cpu|cuda|cuda:N` (auto: CUDA when available).
+torch::Device get_device(const common::ConfigDict& config);
+
+dataset::Batch batch_to_device(const dataset::Batch& batch, const torch::Device& device);
+
+// Sums (value, normalizer) pairs over steps on the device; `summary()` syncs once and
+// returns value / (normalizer + 1e-9) per metric (normalize_metrics_summary).
+class MetricsAccumulator {
+ public:
+  void add(const model::MetricsDict& metrics);
+  bool empty() const { return sums_.empty(); }
+  std::map<std::string, double> summary() const;
+  void reset() { sums_.clear(); }
+
+ private:
+  std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> sums_;
+};
+
+// One pass of `split` in eval mode (at most `max_steps` batches when > 0); returns the
+// normalized metrics. Leaves the network in eval mode.
+std::map<std::string, double> evaluate(model::Network& network, const model::BaseModel& model,
+                                       dataset::Dataset& dataset, const std::string& split,
+                                       const torch::Device& device, int64_t max_steps = 0);
+
+}  // namespace scenic::train

@@ -1,0 +1,43 @@
+// The trainer registry and what a trainer receives (Scenic's train_lib/trainers.py:
+// `train(*, rng, config, model_cls, dataset, workdir, writer)`).
+//
+// main() builds the dataset and the model from the config, then hands them to the
+// trainer named by `trainer_name`. A trainer reads its keys, calls `finish_setup()`
+// (which rejects unknown config keys and writes the resolved config.yaml) and trains.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "scenic/common_lib/config.h"
+#include "scenic/common_lib/metric_writer.h"
+#include "scenic/common_lib/registry.h"
+#include "scenic/dataset_lib/dataset.h"
+#include "scenic/model_lib/base_models/base_model.h"
+
+namespace scenic::train {
+
+struct TrainerContext {
+  common::ConfigDict config;
+  std::shared_ptr<model::BaseModel> model;
+  std::shared_ptr<dataset::Dataset> dataset;
+  std::string workdir;
+  common::MetricWriter* writer = nullptr;
+  std::function<void()> finish_setup = [] {};
+};
+
+// Final metrics per split, e.g. {"test": {"accuracy": 0.9, "loss": 0.3}}.
+using TrainResult = std::map<std::string, std::map<std::string, double>>;
+using TrainFn = std::function<TrainResult(TrainerContext&)>;
+
+class TrainerRegistry : public common::Registry<TrainFn> {
+ public:
+  TrainerRegistry() : Registry("trainer_name") {}
+  static TrainerRegistry& global();
+};
+
+void register_builtin_trainers(TrainerRegistry& registry);
+
+}  // namespace scenic::train
