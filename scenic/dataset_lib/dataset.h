@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "scenic/common_lib/config.h"
+#include "scenic/common_lib/registry.h"
 
 namespace scenic::dataset {
 
@@ -65,15 +66,13 @@ struct DatasetOptions {
 using DatasetBuilder = std::function<std::unique_ptr<Dataset>(const DatasetOptions&)>;
 
 // Name -> builder. main() calls register_builtin_datasets() once; projects add theirs.
-class DatasetRegistry {
+class DatasetRegistry : public common::Registry<DatasetBuilder> {
  public:
+  DatasetRegistry() : Registry("dataset_name") {}
   static DatasetRegistry& global();
-  void add(const std::string& name, DatasetBuilder builder);  // throws on duplicates
-  std::unique_ptr<Dataset> build(const std::string& name, const DatasetOptions& opts) const;
-  std::vector<std::string> names() const;
-
- private:
-  std::map<std::string, DatasetBuilder> builders_;
+  std::unique_ptr<Dataset> build(const std::string& name, const DatasetOptions& opts) const {
+    return get(name)(opts);
+  }
 };
 
 void register_builtin_datasets(DatasetRegistry& registry);
