@@ -113,10 +113,9 @@ void emit(YAML::Emitter& out, const Json& j) {
     // YAML spells the non-finite floats .inf/.nan; "inf" would reload as a string.
     if (std::isnan(v)) { out << ".nan"; return; }
     if (std::isinf(v)) { out << (v > 0 ? ".inf" : "-.inf"); return; }
-    std::ostringstream ss;
-    ss.precision(17);
-    ss << v;
-    std::string s = ss.str();
+    // nlohmann prints the shortest text that reads back to the same double (0.1, not
+    // 0.10000000000000001).
+    std::string s = Json(v).dump();
     // Keep the float type visible on reload ("1" would come back as an int).
     if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
     out << s;
@@ -248,6 +247,7 @@ void ConfigDict::apply_override(const std::string& key, const std::string& value
     throw Error("config override '" + key + "=" + value + "': invalid value: " + e.msg);
   }
   ensure(full(key)) = std::move(parsed);
+  state_->overridden.insert(full(key));
 }
 
 void ConfigDict::apply_overrides(const std::vector<std::string>& args) {
@@ -439,7 +439,11 @@ void ConfigDict::check_all_used() const {
   std::vector<std::string> known(state_->accessed.begin(), state_->accessed.end());
   const std::string& key = unused.front();
   std::string hint = closest_match(key, known);
-  std::string msg = "unknown config key '" + key + "' in " + state_->source +
+  bool from_override = false;
+  for (const auto& o : state_->overridden)
+    if (key == o || key.rfind(o + ".", 0) == 0) from_override = true;
+  std::string msg = "unknown config key '" + key + "' " +
+                    (from_override ? std::string("from a --config override") : "in " + state_->source) +
                     " (nothing reads it)";
   if (!hint.empty()) msg += "; did you mean '" + hint + "'?";
   if (unused.size() > 1) msg += " [" + std::to_string(unused.size() - 1) + " more unknown key(s)]";

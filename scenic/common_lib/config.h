@@ -66,7 +66,8 @@ class ConfigDict {
  private:
   struct State {
     Json root = Json::object();
-    std::set<std::string> accessed;  // full paths read (or defaulted)
+    std::set<std::string> accessed;    // full paths read (or defaulted)
+    std::set<std::string> overridden;  // full paths set by apply_override
     std::string source = "<string>";
   };
   ConfigDict(std::shared_ptr<State> state, std::string prefix);
