@@ -8,12 +8,13 @@
 namespace scenic::common {
 
 ProgressBar::ProgressBar(int64_t total_steps, int64_t start_step, int64_t examples_per_step,
-                         double plain_every_s)
+                         double plain_every_s, std::FILE* out)
     : total_(total_steps),
       start_(start_step),
       examples_per_step_(examples_per_step),
       plain_every_s_(plain_every_s),
-      tty_(isatty(fileno(stdout)) != 0),
+      out_(out),
+      tty_(isatty(fileno(out)) != 0),
       t0_(Clock::now()),
       last_draw_(Clock::now()) {}
 
@@ -51,18 +52,18 @@ void ProgressBar::update(int64_t step, double loss) {
     const int filled = static_cast<int>(frac * kWidth);
     std::string bar(filled, '#');
     bar += std::string(kWidth - filled, '.');
-    std::printf("\r[%s] %3.0f%%  %s\033[K", bar.c_str(), frac * 100.0, stats);
+    std::fprintf(out_, "\r[%s] %3.0f%%  %s\033[K", bar.c_str(), frac * 100.0, stats);
     drawn_ = true;
   } else {
-    std::printf("progress: %s\n", stats);
+    std::fprintf(out_, "progress: %s\n", stats);
   }
-  std::fflush(stdout);
+  std::fflush(out_);
 }
 
 void ProgressBar::finish() {
   if (tty_ && drawn_) {
-    std::printf("\n");
-    std::fflush(stdout);
+    std::fputc('\n', out_);
+    std::fflush(out_);
   }
   drawn_ = false;
 }

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 
 namespace scenic::common {
@@ -14,7 +15,7 @@ namespace scenic::common {
 class ProgressBar {
  public:
   ProgressBar(int64_t total_steps, int64_t start_step, int64_t examples_per_step,
-              double plain_every_s = 30.0);
+              double plain_every_s = 30.0, std::FILE* out = stdout);
   // Whether a redraw is due now (so callers fetch the loss from the device only then).
   bool due() const;
   void update(int64_t step, double loss);
@@ -27,6 +28,7 @@ class ProgressBar {
   using Clock = std::chrono::steady_clock;
   int64_t total_, start_, examples_per_step_;
   double plain_every_s_;
+  std::FILE* out_;
   bool tty_;
   bool drawn_ = false;
   Clock::time_point t0_, last_draw_;
