@@ -51,7 +51,7 @@ ViTOptions ViTOptions::from_config(const common::ConfigDict& c, const dataset::M
                 std::to_string(o.input_shape.size()) + " dims");
   if (o.input_shape[2] % o.patch_size[0] || o.input_shape[3] % o.patch_size[1])
     throw Error("ViT: image " + std::to_string(o.input_shape[2]) + "x" +
-                std::to_string(o.input_shape[3]) + " is not divisible by patches.size " +
+                std::to_string(o.input_shape[3]) + " is not divisible by model.patches.size " +
                 std::to_string(o.patch_size[0]) + "x" + std::to_string(o.patch_size[1]));
   return o;
 }

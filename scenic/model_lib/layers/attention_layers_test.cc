@@ -1,0 +1,269 @@
+// Tests for MultiHeadAttention, MlpBlock, stochastic_depth and the Flax initializers
+// (Scenic's attention_layers.py / nn_layers.py, inventory §3). The attention is checked
+// against an independent computation softmax(Q K^T / sqrt(d)) V written here with the
+// layer's own weights.
+#include "scenic/model_lib/layers/attention_layers.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <numbers>
+
+#include "scenic/common_lib/errors.h"
+#include "scenic/model_lib/layers/initializers.h"
+#include "scenic/model_lib/layers/nn_layers.h"
+
+namespace scenic::model {
+namespace {
+
+// Gives every bias random values (they start at zero) so that the bias paths are tested.
+void randomize_biases(torch::nn::Module& m) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : m.named_parameters())
+    if (p.key().ends_with("bias")) p.value().normal_(0.0, 0.5);
+}
+
+// softmax(Q K^T / sqrt(d)) V per head, then the output projection, computed with plain
+// matmuls from the layer's weights. Returns (output [B, Nq, O], weights [B, H, Nq, Nk]).
+std::pair<torch::Tensor, torch::Tensor> manual_attention(MultiHeadAttention& mha, int64_t heads,
+                                                         const torch::Tensor& xq,
+                                                         const torch::Tensor& xkv) {
+  auto proj = [](const torch::nn::Linear& l, const torch::Tensor& x) {
+    auto y = torch::matmul(x, l->weight.t());
+    return l->bias.defined() ? y + l->bias : y;
+  };
+  auto q = proj(mha->query, xq), k = proj(mha->key, xkv), v = proj(mha->value, xkv);  // [B, N, H*d]
+  const int64_t b = xq.size(0), nq = xq.size(1), nk = xkv.size(1), d = q.size(2) / heads;
+  auto split = [&](const torch::Tensor& t, int64_t n) { return t.reshape({b, n, heads, d}).permute({0, 2, 1, 3}); };
+  auto qh = split(q, nq), kh = split(k, nk), vh = split(v, nk);  // [B, H, N, d]
+  auto logits = torch::matmul(qh, kh.transpose(-1, -2)) / std::sqrt(static_cast<double>(d));
+  auto w = torch::exp(logits - std::get<0>(logits.max(-1, true)));
+  w = w / w.sum(-1, true);                                        // [B, H, Nq, Nk]
+  auto y = torch::matmul(w, vh).permute({0, 2, 1, 3}).reshape({b, nq, heads * d});
+  return {proj(mha->out, y), w};
+}
+
+TEST(MultiHeadAttention, ParameterNamesAndShapes) {
+  MultiHeadAttentionOptions o;
+  o.num_heads = 2;
+  MultiHeadAttention mha(8, o);
+  auto params = mha->named_parameters();
+  for (const char* name : {"query", "key", "value", "out"}) {
+    ASSERT_TRUE(params.contains(std::string(name) + ".weight")) << name;
+    ASSERT_TRUE(params.contains(std::string(name) + ".bias")) << name;
+    EXPECT_EQ(params[std::string(name) + ".weight"].sizes(), (std::vector<int64_t>{8, 8}));
+    // Biases start at zero (Flax's bias_init).
+    EXPECT_EQ(params[std::string(name) + ".bias"].abs().sum().item<double>(), 0.0);
+  }
+  EXPECT_EQ(params.size(), 8u);
+  // use_bias = false drops the q/k/v biases; the output projection keeps its bias.
+  o.use_bias = false;
+  MultiHeadAttention nobias(8, o);
+  auto p2 = nobias->named_parameters();
+  EXPECT_EQ(p2.size(), 5u);
+  EXPECT_TRUE(p2.contains("out.bias"));
+  EXPECT_FALSE(p2.contains("query.bias"));
+}
+
+TEST(MultiHeadAttention, FastPathEqualsWeightsPathEqualsManual) {
+  torch::manual_seed(0);
+  MultiHeadAttentionOptions o;
+  o.num_heads = 2;
+  MultiHeadAttention mha(8, o);
+  randomize_biases(*mha);
+  mha->eval();
+  auto x = torch::randn({2, 5, 8});
+  torch::NoGradGuard no_grad;
+  auto fast = mha->forward(x);
+  auto [slow, weights] = mha->forward_with_weights(x);
+  auto [manual, manual_w] = manual_attention(mha, 2, x, x);
+  EXPECT_EQ(fast.sizes(), (std::vector<int64_t>{2, 5, 8}));
+  EXPECT_EQ(weights.sizes(), (std::vector<int64_t>{2, 2, 5, 5}));
+  EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-5)) << (fast - slow).abs().max();
+  EXPECT_TRUE(torch::allclose(fast, manual, 1e-5, 1e-5)) << (fast - manual).abs().max();
+  EXPECT_TRUE(torch::allclose(weights, manual_w, 1e-5, 1e-5));
+  // Rows of the attention weights are distributions.
+  EXPECT_TRUE(torch::allclose(weights.sum(-1), torch::ones({2, 2, 5}), 1e-6, 1e-6));
+  EXPECT_GE(weights.min().item<double>(), 0.0);
+  // Passing the same tensor as inputs_kv is self-attention.
+  EXPECT_TRUE(torch::allclose(mha->forward(x, x), fast, 1e-6, 1e-6));
+}
+
+TEST(MultiHeadAttention, CrossAttentionShapesAndValues) {
+  torch::manual_seed(1);
+  MultiHeadAttentionOptions o;
+  o.num_heads = 3;
+  o.qkv_features = 12;  // head dim 4
+  o.out_features = 5;
+  MultiHeadAttention mha(8, o);
+  randomize_biases(*mha);
+  mha->eval();
+  EXPECT_EQ(mha->query->weight.sizes(), (std::vector<int64_t>{12, 8}));
+  EXPECT_EQ(mha->out->weight.sizes(), (std::vector<int64_t>{5, 12}));
+  auto xq = torch::randn({2, 3, 8});
+  auto xkv = torch::randn({2, 7, 8});
+  torch::NoGradGuard no_grad;
+  auto fast = mha->forward(xq, xkv);
+  auto [slow, weights] = mha->forward_with_weights(xq, xkv);
+  auto [manual, manual_w] = manual_attention(mha, 3, xq, xkv);
+  EXPECT_EQ(fast.sizes(), (std::vector<int64_t>{2, 3, 5}));
+  EXPECT_EQ(weights.sizes(), (std::vector<int64_t>{2, 3, 3, 7}));
+  EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(fast, manual, 1e-5, 1e-5)) << (fast - manual).abs().max();
+  EXPECT_TRUE(torch::allclose(weights.sum(-1), torch::ones({2, 3, 3}), 1e-6, 1e-6));
+}
+
+TEST(MultiHeadAttention, UniformWhenKeysAreEqual) {
+  // Identical keys give identical logits, so every weight is 1 / Nk and the output is
+  // out(mean of the values) = out(value(x_kv[0])) for identical kv rows.
+  torch::manual_seed(2);
+  MultiHeadAttentionOptions o;
+  o.num_heads = 4;
+  MultiHeadAttention mha(8, o);
+  randomize_biases(*mha);
+  auto xq = torch::randn({1, 3, 8});
+  auto xkv = torch::randn({1, 1, 8}).expand({1, 6, 8}).contiguous();
+  torch::NoGradGuard no_grad;
+  auto [y, w] = mha->forward_with_weights(xq, xkv);
+  EXPECT_TRUE(torch::allclose(w, torch::full_like(w, 1.0 / 6), 1e-6, 1e-6));
+  auto expected = mha->out(mha->value(xkv.slice(1, 0, 1))).expand({1, 3, 8});
+  EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(mha->forward(xq, xkv), expected, 1e-5, 1e-5));
+}
+
+TEST(MultiHeadAttention, AttentionDropoutOnlyInTraining) {
+  torch::manual_seed(3);
+  MultiHeadAttentionOptions o;
+  o.num_heads = 2;
+  o.dropout_rate = 0.5;
+  MultiHeadAttention mha(8, o);
+  auto x = torch::randn({2, 6, 8});
+  torch::NoGradGuard no_grad;
+  mha->eval();
+  auto e1 = mha->forward(x), e2 = mha->forward(x);
+  EXPECT_TRUE(torch::equal(e1, e2));
+  EXPECT_TRUE(torch::allclose(e1, mha->forward_with_weights(x).first, 1e-5, 1e-5));
+  mha->train();
+  EXPECT_FALSE(torch::allclose(mha->forward(x), e1, 1e-4, 1e-4));
+  auto [t, w] = mha->forward_with_weights(x);
+  EXPECT_FALSE(torch::allclose(t, e1, 1e-4, 1e-4));
+  // The returned weights are taken before dropout: still distributions.
+  EXPECT_TRUE(torch::allclose(w.sum(-1), torch::ones({2, 2, 6}), 1e-6, 1e-6));
+}
+
+TEST(MultiHeadAttention, HeadsMustDivideTheWidth) {
+  MultiHeadAttentionOptions o;
+  o.num_heads = 3;
+  EXPECT_THROW(MultiHeadAttention(10, o), scenic::Error);
+  try {
+    MultiHeadAttention(10, o);
+  } catch (const scenic::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("num_heads"), std::string::npos) << e.what();
+  }
+  o.qkv_features = 12;  // 12 % 3 == 0: fine even though the input width is 10
+  EXPECT_NO_THROW(MultiHeadAttention(10, o));
+  o.num_heads = 0;
+  EXPECT_THROW(MultiHeadAttention(10, o), scenic::Error);
+}
+
+TEST(MlpBlock, EvalEqualsDenseGeluTanhDense) {
+  torch::manual_seed(4);
+  MlpBlockOptions o;
+  o.mlp_dim = 16;
+  o.dropout_rate = 0.5;
+  MlpBlock mlp(6, o);
+  mlp->eval();
+  auto params = mlp->named_parameters();
+  EXPECT_EQ(params["Dense_0.weight"].sizes(), (std::vector<int64_t>{16, 6}));
+  EXPECT_EQ(params["Dense_1.weight"].sizes(), (std::vector<int64_t>{6, 16}));
+  // Biases ~ N(0, 1e-6): tiny but set.
+  EXPECT_LT(params["Dense_0.bias"].abs().max().item<double>(), 1e-5);
+  randomize_biases(*mlp);
+  auto x = torch::randn({3, 4, 6});
+  torch::NoGradGuard no_grad;
+  auto h = torch::matmul(x, mlp->Dense_0->weight.t()) + mlp->Dense_0->bias;
+  // gelu, tanh approximation (jax.nn.gelu's default):
+  // 0.5 h (1 + tanh(sqrt(2 / pi) (h + 0.044715 h^3))).
+  h = 0.5 * h * (1 + torch::tanh(std::sqrt(2.0 / std::numbers::pi) * (h + 0.044715 * h.pow(3))));
+  auto expected = torch::matmul(h, mlp->Dense_1->weight.t()) + mlp->Dense_1->bias;
+  auto y = mlp->forward(x);
+  EXPECT_EQ(y.sizes(), x.sizes());
+  EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-5)) << (y - expected).abs().max();
+  // Dropout acts in training only.
+  mlp->train();
+  EXPECT_FALSE(torch::allclose(mlp->forward(x), expected, 1e-4, 1e-4));
+}
+
+TEST(MlpBlock, OutDim) {
+  MlpBlockOptions o;
+  o.mlp_dim = 16;
+  o.out_dim = 3;
+  MlpBlock mlp(6, o);
+  EXPECT_EQ(mlp->forward(torch::randn({2, 6})).sizes(), (std::vector<int64_t>{2, 3}));
+}
+
+TEST(StochasticDepth, IdentityInEvalOrAtRateZero) {
+  auto x = torch::randn({8, 3});
+  EXPECT_TRUE(torch::equal(stochastic_depth(x, 0.5, /*training=*/false), x));
+  EXPECT_TRUE(torch::equal(stochastic_depth(x, 0.0, /*training=*/true), x));
+}
+
+TEST(StochasticDepth, RateOneDropsEverythingWithoutNaN) {
+  // Flax's Dropout returns zeros for rate 1; 0 * 1 / (1 - 1) would be NaN.
+  auto y = stochastic_depth(torch::ones({16, 3}), 1.0, /*training=*/true);
+  EXPECT_TRUE(torch::equal(y, torch::zeros({16, 3})));
+}
+
+TEST(StochasticDepth, DropsWholeExamplesAndRescales) {
+  torch::manual_seed(0);
+  auto y = stochastic_depth(torch::ones({1000, 4}), 0.5, /*training=*/true);
+  ASSERT_EQ(y.sizes(), (std::vector<int64_t>{1000, 4}));
+  // Each row is all 0 (dropped) or all 1 / (1 - 0.5) = 2 (kept).
+  auto row_min = std::get<0>(y.min(1)), row_max = std::get<0>(y.max(1));
+  EXPECT_TRUE(torch::equal(row_min, row_max));
+  EXPECT_TRUE(((row_min == 0) | (row_min == 2)).all().item<bool>());
+  // Kept fraction ~ Binomial(1000, 0.5) / 1000: sd 0.016, so +-0.08 is a 5-sigma bound.
+  const double kept = (row_min == 2).to(torch::kDouble).mean().item<double>();
+  EXPECT_NEAR(kept, 0.5, 0.08);
+  // The expectation is preserved: mean over everything ~ 1.
+  EXPECT_NEAR(y.mean().item<double>(), 1.0, 0.16);
+  // Works per example for higher-rank inputs too ([B, N, D]).
+  auto z = stochastic_depth(torch::ones({200, 3, 2}), 0.25, true);
+  auto zmin = z.flatten(1).amin(1), zmax = z.flatten(1).amax(1);
+  EXPECT_TRUE(torch::equal(zmin, zmax));
+  EXPECT_TRUE(((zmin == 0) | ((zmin - 1.0 / 0.75).abs() < 1e-6)).all().item<bool>());
+}
+
+TEST(Initializers, TruncatedNormalBoundsAndStd) {
+  torch::manual_seed(0);
+  auto t = torch::empty({200000});
+  init::truncated_normal_(t, 0.02);
+  // Samples lie within +-2 sigma of the *untruncated* normal; that normal's sigma is
+  // 0.02 / 0.8796 so that the truncated result has std 0.02.
+  EXPECT_LE(t.abs().max().item<double>(), 2 * 0.02 / 0.87962566 + 1e-7);
+  EXPECT_NEAR(t.std().item<double>(), 0.02, 0.02 * 0.01);
+  EXPECT_NEAR(t.mean().item<double>(), 0.0, 0.02 * 0.015);
+}
+
+TEST(Initializers, LecunNormalAndXavierUniformFans) {
+  torch::manual_seed(0);
+  // Linear [out=256, in=400]: lecun std = 1/sqrt(400) = 0.05.
+  auto w = torch::empty({256, 400});
+  init::lecun_normal_(w);
+  EXPECT_NEAR(w.std().item<double>(), 0.05, 0.05 * 0.02);
+  // Conv [out=64, in=16, 5, 5]: fan_in = 16 * 25 = 400 -> also 0.05.
+  auto c = torch::empty({64, 16, 5, 5});
+  init::lecun_normal_(c);
+  EXPECT_NEAR(c.std().item<double>(), 0.05, 0.05 * 0.02);
+  // Xavier uniform [out=300, in=500]: limit sqrt(6 / 800); variance limit^2 / 3 = 2 / 800.
+  auto x = torch::empty({300, 500});
+  init::xavier_uniform_(x);
+  const double limit = std::sqrt(6.0 / 800.0);
+  EXPECT_LE(x.abs().max().item<double>(), limit);
+  EXPECT_GT(x.abs().max().item<double>(), 0.99 * limit);
+  EXPECT_NEAR(x.std().item<double>(), std::sqrt(2.0 / 800.0), std::sqrt(2.0 / 800.0) * 0.02);
+}
+
+}  // namespace
+}  // namespace scenic::model
