@@ -14,4 +14,4 @@ start=$(date +%s)
 "$ROOT/build/scenic" train --config "$CONFIG" --workdir "$WORKDIR" "$@"
 end=$(date +%s)
 acc=$(grep '"split":"test"' "$WORKDIR/metrics.jsonl" | tail -n 1 | sed -E 's/.*"accuracy":([0-9.eE+-]+).*/\1/')
-echo "test accuracy: $acc  (training took $((end - start)) s; workdir $WORKDIR)"
+printf 'test accuracy: %.4f  (training took %d s; workdir %s)\n' "$acc" "$((end - start))" "$WORKDIR"
