@@ -1,6 +1,8 @@
 #include "scenic/common_lib/config.h"
 
 #include <gtest/gtest.h>
+
+#include "scenic/common_lib/testing.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +15,8 @@
 
 namespace scenic::common {
 namespace {
+
+using scenic::testing::error_of;
 
 namespace fs = std::filesystem;
 
@@ -29,21 +33,6 @@ class TempFile {
  private:
   fs::path path_;
 };
-
-// The message of the scenic::Error that `f` throws ("" and a failure if none).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const scenic::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a scenic::Error";
-  return "";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
 
 ConfigDict save_and_reload(const ConfigDict& c, const std::string& name) {
   TempFile f(name);

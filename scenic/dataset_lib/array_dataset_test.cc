@@ -1,6 +1,8 @@
 #include "scenic/dataset_lib/array_dataset.h"
 
 #include <gtest/gtest.h>
+
+#include "scenic/common_lib/testing.h"
 #include <torch/torch.h>
 
 #include <string>
@@ -9,6 +11,8 @@
 
 namespace scenic::dataset {
 namespace {
+
+using scenic::testing::error_of;
 
 // n RGB 2x2 images; every pixel of image i is i (so values are easy to check).
 ArraySplit make_split(int64_t n, int64_t num_classes) {
@@ -23,17 +27,6 @@ DatasetOptions opts(int64_t bs, int64_t ebs, int64_t prefetch = 0) {
   o.eval_batch_size = ebs;
   o.prefetch = prefetch;
   return o;
-}
-
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected scenic::Error";
-  return "";
 }
 
 TEST(ArrayDataset, MetaDataFromArrays) {

@@ -1,6 +1,8 @@
 #include "scenic/dataset_lib/idx_reader.h"
 
 #include <gtest/gtest.h>
+
+#include "scenic/common_lib/testing.h"
 #include <torch/torch.h>
 
 #include <string>
@@ -11,6 +13,8 @@
 
 namespace scenic::dataset {
 namespace {
+
+using scenic::testing::error_of;
 
 using testing::idx_bytes;
 using testing::read_raw;
@@ -23,18 +27,6 @@ std::vector<uint8_t> small_pixels() {
   std::vector<uint8_t> p;
   for (int k = 0; k < 24; ++k) p.push_back(static_cast<uint8_t>(k == 23 ? 255 : 10 * k + 1));
   return p;
-}
-
-// Runs `fn`, expects scenic::Error, and returns its message.
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected scenic::Error";
-  return "";
 }
 
 void expect_small_images(const torch::Tensor& t) {

@@ -1,6 +1,8 @@
 #include "scenic/dataset_lib/mnist.h"
 
 #include <gtest/gtest.h>
+
+#include "scenic/common_lib/testing.h"
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -14,6 +16,8 @@
 
 namespace scenic::dataset {
 namespace {
+
+using scenic::testing::error_of;
 
 using testing::fake_label;
 using testing::fake_pixel;
@@ -77,17 +81,6 @@ std::vector<int64_t> labels_of(const std::vector<Batch>& batches) {
     for (int64_t j = 0; j < l.size(0); ++j) out.push_back(l[j].item<int64_t>());
   }
   return out;
-}
-
-template <typename Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected scenic::Error";
-  return "";
 }
 
 class FakeMnist : public ::testing::Test {

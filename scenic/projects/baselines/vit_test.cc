@@ -4,6 +4,8 @@
 #include "scenic/projects/baselines/vit.h"
 
 #include <gtest/gtest.h>
+
+#include "scenic/common_lib/testing.h"
 #include <torch/torch.h>
 
 #include <set>
@@ -13,6 +15,8 @@
 
 namespace scenic::baselines {
 namespace {
+
+using scenic::testing::error_of;
 
 int64_t count_params(const torch::nn::Module& m) {
   int64_t n = 0;
@@ -320,20 +324,6 @@ TEST(ViTOptions, FromConfigReadsKeysAndDefaults) {
   EXPECT_FALSE(o2.representation_size.has_value());
   EXPECT_EQ(o2.classifier, "token");
 }
-
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const scenic::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected a scenic::Error";
-  return "";
-}
-
-#define EXPECT_CONTAINS(haystack, needle) \
-  EXPECT_NE(std::string(haystack).find(needle), std::string::npos) << (haystack)
 
 TEST(ViTOptions, BadConfigsThrowNamingTheKey) {
   auto bad_patch = model_config("");
