@@ -1,6 +1,8 @@
 // End-to-end tests of the `scenic` command: train, resume, eval, and the errors a user
 // meets (typos in config keys, wrong types, corrupt data, a diverging run).
 #include <gtest/gtest.h>
+
+#include "scenic/common_lib/testing.h"
 #include <nlohmann/json.hpp>
 
 #include <array>
@@ -117,7 +119,7 @@ TEST_F(TrainE2E, WritesMetricsConfigLogAndCheckpoints) {
   std::stringstream ss;
   ss << cfg.rdbuf();
   // Defaults the run used are recorded in the resolved config.
-  EXPECT_NE(ss.str().find("label_smoothing: 0"), std::string::npos) << ss.str();
+  EXPECT_CONTAINS(ss.str(), "label_smoothing: 0");
   // checkpoint_steps 4 with keep 2: steps 8 and 12 remain, no temporaries.
   std::vector<std::string> ckpts;
   for (const auto& e : fs::directory_iterator(wd + "/checkpoints")) ckpts.push_back(e.path().filename());
@@ -140,8 +142,8 @@ TEST_F(TrainE2E, ResumeContinuesFromTheSavedStepAndMatchesAnUninterruptedRun) {
   ASSERT_EQ(first.status, 0) << first.output;
   auto second = train(split);
   ASSERT_EQ(second.status, 0) << second.output;
-  EXPECT_NE(second.output.find("resumed from"), std::string::npos) << second.output;
-  EXPECT_NE(second.output.find("at step 8"), std::string::npos) << second.output;
+  EXPECT_CONTAINS(second.output, "resumed from");
+  EXPECT_CONTAINS(second.output, "at step 8");
   // The resumed run logs steps 12 only (not 4, 8 again) and ends where the full run ends.
   auto resumed_train = lines_of(read_metrics(split), "train");
   ASSERT_FALSE(resumed_train.empty());
@@ -157,24 +159,24 @@ TEST_F(TrainE2E, ResumeContinuesFromTheSavedStepAndMatchesAnUninterruptedRun) {
 TEST_F(TrainE2E, UnknownKeyInFileOrOverrideFailsWithSuggestion) {
   auto r = train(workdir("typo"), "--config.modle.hid_sizes=[8]");
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("unknown config key 'modle.hid_sizes'"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("did you mean 'model.hid_sizes'"), std::string::npos) << r.output;
+  EXPECT_CONTAINS(r.output, "unknown config key 'modle.hid_sizes'");
+  EXPECT_CONTAINS(r.output, "did you mean 'model.hid_sizes'");
   auto r2 = train(workdir("typo2"), "--config.lr_configs.warmup_step=5");
   EXPECT_NE(r2.status, 0);
-  EXPECT_NE(r2.output.find("did you mean 'lr_configs.warmup_steps'"), std::string::npos) << r2.output;
+  EXPECT_CONTAINS(r2.output, "did you mean 'lr_configs.warmup_steps'");
 }
 
 TEST_F(TrainE2E, WrongTypeMissingKeyAndUnknownNamesAreOneLineErrors) {
   auto r = train(workdir("type"), "--config.batch_size=eight");
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("config key 'batch_size'"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("expected int"), std::string::npos) << r.output;
+  EXPECT_CONTAINS(r.output, "config key 'batch_size'");
+  EXPECT_CONTAINS(r.output, "expected int");
   auto m = train(workdir("missing"), "--config.model_name=null");
   EXPECT_NE(m.status, 0);
-  EXPECT_NE(m.output.find("'model_name' is required"), std::string::npos) << m.output;
+  EXPECT_CONTAINS(m.output, "'model_name' is required");
   auto u = train(workdir("unknown"), "--config.model_name=fully_conected_classification");
   EXPECT_NE(u.status, 0);
-  EXPECT_NE(u.output.find("did you mean 'fully_connected_classification'"), std::string::npos) << u.output;
+  EXPECT_CONTAINS(u.output, "did you mean 'fully_connected_classification'");
 }
 
 TEST_F(TrainE2E, CorruptDataFileIsNamed) {
@@ -185,7 +187,7 @@ TEST_F(TrainE2E, CorruptDataFileIsNamed) {
   scenic::dataset::testing::write_raw(images, bytes);
   auto r = train(workdir("corrupt"));
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("train-images-idx3-ubyte.gz"), std::string::npos) << r.output;
+  EXPECT_CONTAINS(r.output, "train-images-idx3-ubyte.gz");
 }
 
 TEST_F(TrainE2E, DivergingRunStopsAndKeepsTheLastGoodCheckpoint) {
@@ -195,7 +197,7 @@ TEST_F(TrainE2E, DivergingRunStopsAndKeepsTheLastGoodCheckpoint) {
   // Resume with a learning rate that blows the weights up.
   auto r = train(wd, "--config.lr_configs.base_learning_rate=1e30");
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.output.find("diverged"), std::string::npos) << r.output;
+  EXPECT_CONTAINS(r.output, "diverged");
   std::vector<std::string> ckpts;
   for (const auto& e : fs::directory_iterator(wd + "/checkpoints")) ckpts.push_back(e.path().filename());
   EXPECT_EQ(ckpts, std::vector<std::string>{"checkpoint_4"});

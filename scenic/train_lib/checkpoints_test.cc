@@ -1,6 +1,8 @@
 #include "scenic/train_lib/checkpoints.h"
 
 #include <gtest/gtest.h>
+
+#include "scenic/common_lib/testing.h"
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -80,7 +82,7 @@ TEST_F(CheckpointsTest, ShapeMismatchNamesTheParameter) {
     restore_checkpoint((dir_ / "checkpoint_1").string(), state);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'fc.weight' has shape [2, 3]"), std::string::npos) << e.what();
+    EXPECT_CONTAINS(e.what(), "'fc.weight' has shape [2, 3]");
   }
 }
 
@@ -93,8 +95,8 @@ TEST_F(CheckpointsTest, CorruptFileIsAClearError) {
     restore_checkpoint((dir_ / "checkpoint_5").string(), state);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("checkpoint_5"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("cannot be read"), std::string::npos) << e.what();
+    EXPECT_CONTAINS(e.what(), "checkpoint_5");
+    EXPECT_CONTAINS(e.what(), "cannot be read");
   }
 }
 
