@@ -37,14 +37,27 @@ if [ ! -x "$VENV/bin/python" ]; then
   PY=/usr/bin/python3; [ -x "$PY" ] || PY=python3
   "$PY" -m venv "$VENV"
 fi
-want="torch==$TORCH_VERSION numpy==$NUMPY_VERSION"
-have="$("$VENV/bin/python" - <<'PY' 2>/dev/null || true
-import importlib.metadata as m
-print(" ".join(f"{n}=={m.version(n)}" for n in ("torch", "numpy")))
+# torch (LibTorch for the build) and the light Python references the tests call or
+# compare against: numpy, scipy (linear_sum_assignment), torchvision + pillow (data
+# pipeline reference), tensorboard (reads our event files back), pycocotools (COCO AP).
+PY_PINS=(
+  "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION" "torchvision==0.26.0" "scipy==1.17.1"
+  "tensorboard==2.21.0" "pycocotools==2.0.11" "pillow==13.0.0"
+)
+have="$("$VENV/bin/python" - "${PY_PINS[@]}" <<'PY' 2>/dev/null || true
+import importlib.metadata as m, sys
+out = []
+for pin in sys.argv[1:]:
+    name = pin.split("==")[0]
+    try:
+        out.append(f"{name}=={m.version(name)}")
+    except m.PackageNotFoundError:
+        out.append(f"{name}==missing")
+print(" ".join(out))
 PY
 )"
-if [ "$have" != "$want" ]; then
-  echo "[setup] installing $want into .venv (the first time downloads ~3 GB)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "torch==$TORCH_VERSION" "numpy==$NUMPY_VERSION"
+if [ "$have" != "${PY_PINS[*]}" ]; then
+  echo "[setup] installing ${PY_PINS[*]} into .venv (the first time downloads ~3 GB)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "${PY_PINS[@]}"
 fi
 echo "[setup] ok: $("$VENV/bin/python" -c 'import torch;print("torch", torch.__version__, "cuda", torch.version.cuda)')"

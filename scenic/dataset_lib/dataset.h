@@ -60,6 +60,8 @@ struct DatasetOptions {
   int64_t eval_batch_size = 0;  // per process
   uint64_t shuffle_seed = 0;
   int64_t prefetch = 2;         // batches produced ahead on a background thread
+  int64_t process_index = 0;    // this process's rank; each process reads a disjoint shard
+  int64_t process_count = 1;
   common::ConfigDict dataset_configs;  // the `dataset_configs` sub-tree
 };
 
