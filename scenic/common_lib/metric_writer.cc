@@ -10,8 +10,19 @@ namespace scenic::common {
 
 MetricWriter::MetricWriter(const std::string& path) : path_(path) {
   if (path.empty()) return;
+  // A process killed in the middle of a write leaves a partial last line; start on a
+  // fresh line so that only that one line is unreadable, not the next one too.
+  bool ends_mid_line = false;
+  {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (in && in.tellg() > 0) {
+      in.seekg(-1, std::ios::end);
+      ends_mid_line = in.get() != '\n';
+    }
+  }
   out_.open(path, std::ios::app);
   if (!out_) throw Error("cannot open '" + path + "' for writing");
+  if (ends_mid_line) out_ << "\n" << std::flush;
 }
 
 void MetricWriter::write(int64_t step, const std::string& split,

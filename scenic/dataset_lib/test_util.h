@@ -3,9 +3,6 @@
 // MNIST directory whose pixel values and labels follow known formulas.
 #pragma once
 
-// Uses POSIX calls, not std::filesystem: the torch wheel's libtorch exports its own
-// incompatible std::filesystem (pytorch/pytorch#133437); e.g. remove_all crashes.
-#include <ftw.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -18,32 +15,11 @@
 #include <string>
 #include <vector>
 
+#include "scenic/common_lib/testing.h"  // TempDir
+
 namespace scenic::dataset::testing {
 
-// A fresh directory under gtest's temp dir, removed with everything in it.
-class TempDir {
- public:
-  TempDir() {
-    std::string base = ::testing::TempDir();
-    if (base.empty() || base.back() != '/') base += '/';
-    std::string tmpl = base + "scenic_dataset_test_XXXXXX";
-    if (::mkdtemp(tmpl.data()) == nullptr) ADD_FAILURE() << "mkdtemp failed for " << tmpl;
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    ::nftw(
-        path_.c_str(),
-        [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p); }, 16,
-        FTW_DEPTH | FTW_PHYS);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using scenic::testing::TempDir;
 
 inline void put_be32(std::vector<uint8_t>& out, uint32_t v) {
   out.push_back(static_cast<uint8_t>(v >> 24));
