@@ -1,0 +1,43 @@
+#include "scenic/model_lib/layers/transformer_layers.h"
+
+#include <torch/torch.h>
+
+#include "scenic/common_lib/errors.h"
+#include "scenic/model_lib/layers/nn_layers.h"
+
+namespace scenic::model {
+
+torch::nn::LayerNorm flax_layer_norm(int64_t features) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({features}).eps(1e-6));
+}
+
+Encoder1DBlockImpl::Encoder1DBlockImpl(int64_t hidden_size, Encoder1DBlockOptions options)
+    : options_(options) {
+  if (hidden_size <= 0 || options.mlp_dim <= 0)
+    throw Error("Encoder1DBlock: hidden_size (" + std::to_string(hidden_size) + ") and mlp_dim (" +
+                std::to_string(options.mlp_dim) + ") must be positive");
+  LayerNorm_0 = register_module("LayerNorm_0", flax_layer_norm(hidden_size));
+  MultiHeadAttentionOptions attn;
+  attn.num_heads = options.num_heads;
+  attn.dropout_rate = options.attention_dropout_rate;
+  attn.broadcast_dropout = false;  // what ViT passes to Flax's attention
+  MultiHeadDotProductAttention_1 =
+      register_module("MultiHeadDotProductAttention_1", MultiHeadAttention(hidden_size, attn));
+  LayerNorm_2 = register_module("LayerNorm_2", flax_layer_norm(hidden_size));
+  MlpBlockOptions mlp;
+  mlp.mlp_dim = options.mlp_dim;
+  mlp.dropout_rate = options.dropout_rate;
+  MlpBlock_3 = register_module("MlpBlock_3", MlpBlock(hidden_size, mlp));
+}
+
+torch::Tensor Encoder1DBlockImpl::forward(const torch::Tensor& inputs, const AttentionArgs& args) {
+  const bool train = is_training();
+  auto normed = LayerNorm_0(inputs);
+  auto x = MultiHeadDotProductAttention_1(normed, normed, args);  // [B, N, D]
+  x = torch::dropout(x, options_.dropout_rate, train);
+  x = stochastic_depth(x, options_.stochastic_depth, train) + inputs;
+  auto y = MlpBlock_3(LayerNorm_2(x));
+  return stochastic_depth(y, options_.stochastic_depth, train) + x;
+}
+
+}  // namespace scenic::model
