@@ -242,5 +242,106 @@ TEST(L2Regularization, CountsOnlyTensorsWithMoreThanOneDim) {
   EXPECT_TRUE(torch::allclose(w.grad(), 2 * kernel));
 }
 
+// Multi-label ranking metrics. z = [[0.1, 0.9, 0.5, 0.3], [0.7, 0.2, 0.3, 0.6], [1, 1, 1, 0]]
+// t = [[0, 0, 0, 1], [1, 0, 1, 0], [1, 0, 0, 0]].
+//   row 0 ranks classes 1, 2, 3, 0; its positive (3) is third.
+//   row 1 ranks 0, 3, 2, 1; positives 0 (first) and 2 (third).
+//   row 2 is a three-way tie: top-k takes the lowest index first (class 0, a hit).
+torch::Tensor rank_logits() {
+  return torch::tensor({{0.1f, 0.9f, 0.5f, 0.3f}, {0.7f, 0.2f, 0.3f, 0.6f}, {1.f, 1.f, 1.f, 0.f}});
+}
+torch::Tensor rank_targets() {
+  return torch::tensor({{0.f, 0.f, 0.f, 1.f}, {1.f, 0.f, 1.f, 0.f}, {1.f, 0.f, 0.f, 0.f}});
+}
+
+TEST(TopKCorrect, AnyPositiveAmongTheTopK) {
+  auto z = rank_logits(), t = rank_targets();
+  expect_values(weighted_topk_correctly_classified(z, t, {}, 1), {0, 1, 1});
+  expect_values(weighted_topk_correctly_classified(z, t, {}, 2), {0, 1, 1});
+  expect_values(weighted_topk_correctly_classified(z, t, {}, 3), {1, 1, 1});
+  expect_values(weighted_topk_correctly_classified(z, t, torch::tensor({1.f, 0.f, 1.f}), 3), {1, 0, 1});
+  // Default k = 5 needs at least 5 classes.
+  EXPECT_THROW(weighted_topk_correctly_classified(z, t), scenic::Error);
+  EXPECT_THROW(weighted_topk_correctly_classified(z, t, {}, 0), scenic::Error);
+}
+
+TEST(PrecisionAtK, TruePositivesOverK) {
+  auto z = rank_logits(), t = rank_targets();
+  // k = 2: row 0 {1, 2} -> 0; row 1 {0, 3} -> 1/2; row 2 {0, 1} -> 1/2.
+  expect_values(weighted_precision_at_k(z, t, {}, 2), {0.0, 0.5, 0.5});
+  // k = 3: row 0 {1, 2, 3} -> 1/3; row 1 {0, 3, 2} -> 2/3; row 2 {0, 1, 2} -> 1/3.
+  expect_values(weighted_precision_at_k(z, t, torch::tensor({1.f, 1.f, 0.f}), 3), {1.0 / 3, 2.0 / 3, 0.0});
+  EXPECT_THROW(weighted_precision_at_k(z, t, {}, 5), scenic::Error);
+}
+
+TEST(Recall, AtTheNumberOfPositiveLabels) {
+  auto z = rank_logits(), t = rank_targets();
+  // row 0: n = 1, top-1 {1} -> 0.  row 1: n = 2, top-2 {0, 3} -> 1/2.
+  // row 2: n = 1; Scenic reverses a stable ascending argsort, so among the tied classes
+  // 0, 1, 2 the highest index (2) ranks first -> 0 (unlike top-k above).
+  expect_values(weighted_recall(z, t), {0.0, 0.5, 0.0});
+  expect_values(weighted_recall(z, t, torch::tensor({0.f, 2.f, 1.f})), {0.0, 1.0, 0.0});
+  // No positive label: 0 / (0 + 1e-12) = 0.
+  expect_values(weighted_recall(torch::tensor({{1.f, 2.f}}), torch::zeros({1, 2})), {0.0});
+}
+
+TEST(SoftmaxCrossEntropy, KeepLabelDimensionAndLogProbInputs) {
+  auto oh = onehot(labels2(), 3);
+  auto terms = weighted_unnormalized_softmax_cross_entropy(logits2x3(), oh, torch::tensor({1.f, 2.f}), 0.0,
+                                                           {}, false, /*keep_label_dimension=*/true);
+  EXPECT_EQ(terms.sizes(), (std::vector<int64_t>{2, 3}));
+  // Only the target column is non-zero: row 0 col 2 = 0.4076; row 1 col 1 = 2 * 1.4076.
+  expect_values(terms, {0, 0, kLse, 0, 2 * (1.0 + kLse), 0});
+  // Log-probabilities in, the same cross-entropy out: log p = [ln 1/4, ln 3/4], class 1.
+  auto log_p = torch::log(torch::tensor({{0.25f, 0.75f}}));
+  expect_values(weighted_unnormalized_softmax_cross_entropy(log_p, torch::tensor({{0.f, 1.f}}), {}, 0.0, {},
+                                                            /*logits_normalized=*/true),
+                {0.287682072});
+}
+
+TEST(SigmoidCrossEntropy, LogProbInputsUseTheEpsilonInLogOneMinusP) {
+  // log p = ln 0.5, t = 0: -log(1 + 1e-6 - 0.5) = -ln 0.500001 = 0.693145181.
+  auto loss = weighted_unnormalized_sigmoid_cross_entropy(torch::log(torch::tensor({{0.5f}})),
+                                                          torch::tensor({{0.f}}), {}, {}, 0.0, true);
+  EXPECT_NEAR(loss.item<double>(), 0.693145181, 1e-6);
+}
+
+TEST(FocalSoftmax, ModulatesByOneMinusPTarget) {
+  // z = [0, ln 3]: p = [1/4, 3/4].
+  auto z = torch::tensor({{0.f, std::log(3.f)}, {0.f, std::log(3.f)}});
+  auto t = torch::tensor({{0.f, 1.f}, {1.f, 0.f}});
+  // row 0: CE = -ln 0.75 = 0.287682072, (1 - 0.75)^2 = 0.0625 -> 0.017980130
+  // row 1: CE = ln 4 = 1.386294361,      (1 - 0.25)^2 = 0.5625 -> 0.779790578
+  expect_values(focal_softmax_cross_entropy(z, t), {0.017980130, 0.779790578});
+  // gamma = 0 is plain cross-entropy; weights and keep_label_dimension as in CE.
+  expect_values(focal_softmax_cross_entropy(z, t, torch::tensor({1.f, 0.f}), 0.0, {}, false, 0.0),
+                {0.287682072, 0.0});
+  expect_values(focal_softmax_cross_entropy(z, t, {}, 0.0, {}, false, 2.0, true),
+                {0.0, 0.017980130, 0.779790578, 0.0});
+}
+
+TEST(FocalSigmoid, AlphaBalancesPositivesAndNegatives) {
+  // z = 0: BCE = ln 2 = 0.693147181, p_t = 0.5, (1 - p_t)^2 = 0.25.
+  //   t = 1: x alpha = 0.25       -> 0.693147181 * 0.25 * 0.25 = 0.043321699
+  //   t = 0: x (1 - alpha) = 0.75 -> 0.693147181 * 0.25 * 0.75 = 0.129965097
+  auto loss = focal_sigmoid_cross_entropy(torch::zeros({1, 2}), torch::tensor({{1.f, 0.f}}), {}, 0.0, {},
+                                          false, /*alpha=*/0.25, /*gamma=*/2.0);
+  expect_values(loss, {0.043321699, 0.129965097});
+  // Default alpha = 0.5 with label weights [2, 1]: 0.693147181 * 0.25 * 0.5 * [2, 1].
+  expect_values(focal_sigmoid_cross_entropy(torch::zeros({1, 2}), torch::tensor({{1.f, 0.f}}), {}, 0.0,
+                                            torch::tensor({2.f, 1.f})),
+                {0.173286795, 0.086643398});
+}
+
+TEST(SimpleGather, PicksRowsPerBatchElement) {
+  auto x = torch::arange(12, torch::kFloat32).reshape({2, 3, 2});
+  auto idx = torch::tensor({{2, 0}, {1, 1}}, torch::kLong);
+  // x[0, 2] = [4, 5], x[0, 0] = [0, 1]; x[1, 1] = [8, 9] twice.
+  auto out = simple_gather(x, idx);
+  EXPECT_EQ(out.sizes(), (std::vector<int64_t>{2, 2, 2}));
+  expect_values(out, {4, 5, 0, 1, 8, 9, 8, 9});
+  EXPECT_THROW(simple_gather(x, torch::zeros({3, 1}, torch::kLong)), scenic::Error);
+}
+
 }  // namespace
 }  // namespace scenic::model
