@@ -33,6 +33,11 @@ struct MetaData {
   int64_t num_eval_examples = 0;
   torch::Dtype input_dtype = torch::kFloat32;
   bool target_is_onehot = false;
+  // Task extras (segmentation; empty when the dataset has none): each class's share of
+  // the training pixels (SegmentationModel's class re-balancing) and display names
+  // (the `iou_per_class/NN_name` metric tags).
+  std::vector<double> class_proportions;
+  std::vector<std::string> class_names;
 };
 
 // Pulls batches; nullopt marks the end of a finite (eval) pass.

@@ -1,7 +1,7 @@
-// Tests for MultiHeadAttention, MlpBlock, stochastic_depth and the Flax initializers
-// (Scenic's attention_layers.py / nn_layers.py, inventory §3). The attention is checked
-// against an independent computation softmax(Q K^T / sqrt(d)) V written here with the
-// layer's own weights.
+// Tests for dot_product_attention, axial_dot_product_attention, MultiHeadAttention,
+// MlpBlock, stochastic_depth and the Flax initializers (Scenic's attention_layers.py /
+// nn_layers.py, inventory §3). The attention is checked against an independent
+// computation softmax(Q K^T / sqrt(d) + bias) V written here with the layer's own weights.
 #include "scenic/model_lib/layers/attention_layers.h"
 
 #include <gtest/gtest.h>
@@ -11,6 +11,7 @@
 #include <numbers>
 
 #include "scenic/common_lib/errors.h"
+#include "scenic/common_lib/testing.h"
 #include "scenic/model_lib/layers/initializers.h"
 #include "scenic/model_lib/layers/nn_layers.h"
 
@@ -165,6 +166,254 @@ TEST(MultiHeadAttention, HeadsMustDivideTheWidth) {
   EXPECT_NO_THROW(MultiHeadAttention(10, o));
   o.num_heads = 0;
   EXPECT_THROW(MultiHeadAttention(10, o), scenic::Error);
+}
+
+// Explicit attention for one sequence and head: softmax(q k^T / sqrt(d) + bias) v with
+// q [Nq, d], k [Nk, d], v [Nk, dv], bias broadcastable to [Nq, Nk]. Returns (out, weights).
+std::pair<torch::Tensor, torch::Tensor> explicit_attention(const torch::Tensor& q, const torch::Tensor& k,
+                                                           const torch::Tensor& v, const torch::Tensor& bias) {
+  auto logits = torch::matmul(q, k.t()) / std::sqrt(static_cast<double>(q.size(-1)));
+  if (bias.defined()) logits = logits + bias;
+  auto w = torch::exp(logits - std::get<0>(logits.max(-1, true)));
+  w = w / w.sum(-1, true);
+  return {torch::matmul(w, v), w};
+}
+
+TEST(DotProductAttention, MatchesExplicitSoftmaxWithBiasAndKeyBias) {
+  torch::manual_seed(10);
+  const int64_t b = 2, nq = 3, nk = 5, h = 2, d = 4, dv = 3;
+  // Scenic's layout: [B, N, H, d].
+  auto q = torch::randn({b, nq, h, d}), k = torch::randn({b, nk, h, d}), v = torch::randn({b, nk, h, dv});
+  auto bias = torch::randn({b, h, nq, nk});
+  auto bias_kv = torch::randn({b, nk});
+  torch::NoGradGuard no_grad;
+  torch::Tensor weights;
+  auto slow = dot_product_attention(q, k, v, {.bias = bias, .bias_kv = bias_kv}, &weights);
+  auto fast = dot_product_attention(q, k, v, {.bias = bias, .bias_kv = bias_kv});
+  ASSERT_EQ(slow.sizes(), (std::vector<int64_t>{b, nq, h, dv}));
+  ASSERT_EQ(weights.sizes(), (std::vector<int64_t>{b, h, nq, nk}));
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t j = 0; j < h; ++j) {
+      auto [o, w] = explicit_attention(q[i].select(1, j), k[i].select(1, j), v[i].select(1, j),
+                                       bias[i][j] + bias_kv[i].unsqueeze(0));
+      EXPECT_TRUE(torch::allclose(slow[i].select(1, j), o, 1e-5, 1e-5)) << i << "," << j;
+      EXPECT_TRUE(torch::allclose(weights[i][j], w, 1e-5, 1e-5)) << i << "," << j;
+    }
+  }
+  EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-5)) << (fast - slow).abs().max();
+  // A bias that broadcasts ([Nq, Nk], shared by batch and heads) and no key bias.
+  auto bias2 = torch::randn({nq, nk});
+  auto y2 = dot_product_attention(q, k, v, {.bias = bias2});
+  auto [o2, w2] = explicit_attention(q[1].select(1, 0), k[1].select(1, 0), v[1].select(1, 0), bias2);
+  EXPECT_TRUE(torch::allclose(y2[1].select(1, 0), o2, 1e-5, 1e-5));
+  torch::Tensor w2s;
+  EXPECT_TRUE(torch::allclose(dot_product_attention(q, k, v, {.bias = bias2}, &w2s), y2, 1e-5, 1e-5));
+  // No batch dims beyond one, extra batch dims also work: [2, B, N, H, d].
+  auto q5 = torch::stack({q, q.flip(0)}), k5 = torch::stack({k, k.flip(0)}), v5 = torch::stack({v, v.flip(0)});
+  auto y5 = dot_product_attention(q5, k5, v5, {.bias_kv = torch::stack({bias_kv, bias_kv.flip(0)})});
+  EXPECT_TRUE(torch::allclose(y5[0], dot_product_attention(q, k, v, {.bias_kv = bias_kv}), 1e-5, 1e-5));
+}
+
+TEST(DotProductAttention, KeyBiasMasksKeys) {
+  torch::manual_seed(11);
+  const int64_t nk = 6;
+  auto q = torch::randn({2, 4, 2, 8}), k = torch::randn({2, nk, 2, 8}), v = torch::randn({2, nk, 2, 8});
+  // Example 0: the last two keys are padding; example 1 keeps all.
+  auto bias_kv = torch::zeros({2, nk});
+  bias_kv[0].slice(0, 4).fill_(-1e9);
+  torch::NoGradGuard no_grad;
+  torch::Tensor w;
+  auto slow = dot_product_attention(q, k, v, {.bias_kv = bias_kv}, &w);
+  auto fast = dot_product_attention(q, k, v, {.bias_kv = bias_kv});
+  // Masked keys get zero weight...
+  EXPECT_EQ(w[0].slice(-1, 4).abs().max().item<double>(), 0.0);
+  EXPECT_GT(w[1].slice(-1, 4).min().item<double>(), 0.0);
+  // ... so example 0 equals attention over its first four keys only.
+  auto trimmed = dot_product_attention(q.slice(0, 0, 1), k.slice(0, 0, 1).slice(1, 0, 4),
+                                       v.slice(0, 0, 1).slice(1, 0, 4));
+  EXPECT_TRUE(torch::allclose(slow.slice(0, 0, 1), trimmed, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(fast.slice(0, 0, 1), trimmed, 1e-5, 1e-5));
+  EXPECT_TRUE(torch::allclose(slow[1], dot_product_attention(q, k, v)[1], 1e-5, 1e-5));
+}
+
+TEST(DotProductAttention, DropoutBroadcastsAlongBatchAndQueries) {
+  // q = 0 gives uniform weights 1 / Nk; v = identity over keys turns the output into the
+  // dropped weights themselves: out[b, q, h, k] = keep[b, h, q, k] * (1 / Nk) / (1 - rate).
+  torch::manual_seed(12);
+  const int64_t b = 3, nq = 4, h = 4, nk = 8;
+  auto q = torch::zeros({b, nq, h, 2}), k = torch::randn({b, nk, h, 2});
+  auto v = torch::eye(nk).view({1, nk, 1, nk}).expand({b, nk, h, nk});
+  const double kept = 1.0 / nk / 0.5;  // 0.25
+  torch::NoGradGuard no_grad;
+  auto y = dot_product_attention(q, k, v, {.dropout_rate = 0.5, .broadcast_dropout = true, .deterministic = false});
+  EXPECT_TRUE(((y == 0) | ((y - kept).abs() < 1e-6)).all().item<bool>());
+  // Scenic's mask has size 1 on dims 0 and -2 of [B, H, Nq, Nk]: the same over batch and
+  // queries, different over heads and keys.
+  EXPECT_TRUE(torch::equal(y, y.slice(0, 0, 1).slice(1, 0, 1).expand_as(y)));
+  EXPECT_FALSE(torch::equal(y.select(2, 0), y.select(2, 1)) && torch::equal(y.select(2, 1), y.select(2, 2)));
+  // Elementwise dropout (fused path) varies over the batch too.
+  auto z = dot_product_attention(q, k, v, {.dropout_rate = 0.5, .broadcast_dropout = false, .deterministic = false});
+  EXPECT_TRUE(((z == 0) | ((z - kept).abs() < 1e-6)).all().item<bool>());
+  EXPECT_FALSE(torch::equal(z[0], z[1]));
+  // Deterministic: no dropout at all.
+  auto e = dot_product_attention(q, k, v, {.dropout_rate = 0.5});
+  EXPECT_TRUE(torch::allclose(e, torch::full_like(e, 1.0 / nk), 1e-6, 1e-6));
+}
+
+TEST(DotProductAttention, RejectsMismatchedShapes) {
+  auto q = torch::zeros({2, 3, 2, 4});
+  EXPECT_CONTAINS(testing::error_of([&] { dot_product_attention(q, torch::zeros({2, 5, 3, 4}), torch::zeros({2, 5, 3, 4})); }),
+                  "num_heads");
+  EXPECT_CONTAINS(testing::error_of([&] { dot_product_attention(q, torch::zeros({2, 5, 2, 3}), torch::zeros({2, 5, 2, 4})); }),
+                  "depths");
+  EXPECT_CONTAINS(testing::error_of([&] { dot_product_attention(q, torch::zeros({2, 5, 2, 4}), torch::zeros({2, 4, 2, 4})); }),
+                  "lengths");
+}
+
+TEST(AxialDotProductAttention, EqualsExplicitPerAxisAttention) {
+  torch::manual_seed(13);
+  const int64_t b = 2, sh = 3, sw = 4, heads = 4, d = 3;
+  auto q = torch::randn({b, sh, sw, heads, d}), k = torch::randn({b, sh, sw, heads, d});
+  auto v = torch::randn({b, sh, sw, heads, d});
+  auto bias_kv = torch::randn({b, sh, sw});
+  torch::NoGradGuard no_grad;
+  auto y = axial_dot_product_attention(q, k, v, {.bias_kv = bias_kv});
+  ASSERT_EQ(y.sizes(), q.sizes());
+  // Heads 0, 1 attend along the rows (axis 1), heads 2, 3 along the columns (axis 2).
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t hd = 0; hd < heads; ++hd) {
+      if (hd < 2) {
+        for (int64_t c = 0; c < sw; ++c) {  // column c: a sequence over the rows
+          auto sel = [&](const torch::Tensor& t) { return t[i].select(1, c).select(1, hd); };  // [sh, d]
+          auto [o, w] = explicit_attention(sel(q), sel(k), sel(v), bias_kv[i].select(1, c).unsqueeze(0));
+          EXPECT_TRUE(torch::allclose(y[i].select(1, c).select(1, hd), o, 1e-5, 1e-5)) << i << hd << c;
+        }
+      } else {
+        for (int64_t r = 0; r < sh; ++r) {  // row r: a sequence over the columns
+          auto sel = [&](const torch::Tensor& t) { return t[i][r].select(1, hd); };  // [sw, d]
+          auto [o, w] = explicit_attention(sel(q), sel(k), sel(v), bias_kv[i][r].unsqueeze(0));
+          EXPECT_TRUE(torch::allclose(y[i][r].select(1, hd), o, 1e-5, 1e-5)) << i << hd << r;
+        }
+      }
+    }
+  }
+  // One spatial axis: axial attention is plain attention.
+  auto q1 = torch::randn({2, 5, 2, 4}), k1 = torch::randn({2, 5, 2, 4}), v1 = torch::randn({2, 5, 2, 4});
+  auto kv1 = torch::randn({2, 5});
+  EXPECT_TRUE(torch::allclose(axial_dot_product_attention(q1, k1, v1, {.bias_kv = kv1}),
+                              dot_product_attention(q1, k1, v1, {.bias_kv = kv1}), 1e-5, 1e-5));
+}
+
+TEST(AxialDotProductAttention, DropoutBroadcastsAlongBatchAndHeadsAndErrors) {
+  torch::manual_seed(14);
+  // Uniform weights (q = 0) and identity values along the attended axis (1-D case):
+  // out = keep / (1 - rate) / N per (query, key).
+  const int64_t b = 3, n = 8, heads = 4;
+  auto q = torch::zeros({b, n, heads, 2}), k = torch::randn({b, n, heads, 2});
+  auto v = torch::eye(n).view({1, n, 1, n}).expand({b, n, heads, n});
+  torch::NoGradGuard no_grad;
+  auto y = axial_dot_product_attention(q, k, v, {.dropout_rate = 0.5, .broadcast_dropout = true, .deterministic = false});
+  EXPECT_TRUE(((y == 0) | ((y - 0.25).abs() < 1e-6)).all().item<bool>());
+  // Mask shared over batch and heads (Scenic's dims 0 and -2 of [B, x, h, y]).
+  EXPECT_TRUE(torch::equal(y, y.slice(0, 0, 1).slice(2, 0, 1).expand_as(y)));
+  EXPECT_FALSE(torch::equal(y.select(1, 0), y.select(1, 1)) && torch::equal(y.select(1, 1), y.select(1, 2)));
+  auto x = torch::zeros({1, 2, 3, 3, 4});  // 3 heads over 2 axes
+  EXPECT_CONTAINS(testing::error_of([&] { axial_dot_product_attention(x, x, x); }), "divisible");
+  auto x2 = torch::zeros({1, 2, 3, 2, 4});
+  EXPECT_CONTAINS(testing::error_of([&] { axial_dot_product_attention(x2, x2, x2, {.bias = torch::zeros({1})}); }),
+                  "not supported");
+  EXPECT_CONTAINS(testing::error_of([&] { axial_dot_product_attention(x2, torch::zeros({1, 2, 4, 2, 4}), x2); }),
+                  "same shape");
+}
+
+TEST(MultiHeadAttention, PositionEmbeddingsAndBiasesMatchExplicit) {
+  torch::manual_seed(15);
+  MultiHeadAttentionOptions o;
+  o.num_heads = 2;
+  MultiHeadAttention mha(6, o);
+  randomize_biases(*mha);
+  mha->eval();
+  const int64_t b = 2, nq = 3, nk = 4;
+  auto xq = torch::randn({b, nq, 6}), xkv = torch::randn({b, nk, 6});
+  AttentionArgs args;
+  args.pos_emb_q = torch::randn({1, nq, 6});
+  args.pos_emb_k = torch::randn({1, nk, 6});
+  args.pos_emb_v = torch::randn({1, nk, 6});
+  args.attention_bias = torch::randn({1, 2, nq, nk});
+  args.attention_bias_kv = torch::randn({b, nk});
+  torch::NoGradGuard no_grad;
+  auto fast = mha->forward(xq, xkv, args);
+  auto [slow, weights] = mha->forward_with_weights(xq, xkv, args);
+  // Scenic adds the position embeddings to the inputs, before the projections.
+  auto proj = [](const torch::nn::Linear& l, const torch::Tensor& x) { return torch::matmul(x, l->weight.t()) + l->bias; };
+  auto q = proj(mha->query, xq + args.pos_emb_q), k = proj(mha->key, xkv + args.pos_emb_k);
+  auto v = proj(mha->value, xkv + args.pos_emb_v);  // [B, N, 6]
+  auto expected = torch::zeros({b, nq, 6});
+  for (int64_t i = 0; i < b; ++i) {
+    for (int64_t hd = 0; hd < 2; ++hd) {
+      auto cols = [&](const torch::Tensor& t) { return t[i].slice(1, 3 * hd, 3 * hd + 3); };
+      auto [oh, w] = explicit_attention(cols(q), cols(k), cols(v),
+                                        args.attention_bias[0][hd] + args.attention_bias_kv[i].unsqueeze(0));
+      expected[i].slice(1, 3 * hd, 3 * hd + 3).copy_(oh);
+      EXPECT_TRUE(torch::allclose(weights[i][hd], w, 1e-5, 1e-5));
+    }
+  }
+  expected = proj(mha->out, expected);
+  EXPECT_TRUE(torch::allclose(slow, expected, 1e-5, 1e-5)) << (slow - expected).abs().max();
+  EXPECT_TRUE(torch::allclose(fast, slow, 1e-5, 1e-5)) << (fast - slow).abs().max();
+  // Each argument matters: dropping one changes the result.
+  for (int i = 0; i < 5; ++i) {
+    AttentionArgs a = args;
+    torch::Tensor* fields[] = {&a.pos_emb_q, &a.pos_emb_k, &a.pos_emb_v, &a.attention_bias, &a.attention_bias_kv};
+    *fields[i] = torch::Tensor();
+    EXPECT_FALSE(torch::allclose(mha->forward(xq, xkv, a), fast, 1e-4, 1e-4)) << "argument " << i;
+  }
+}
+
+TEST(MultiHeadAttention, ExtraBatchDimsAndBroadcastDropout) {
+  torch::manual_seed(16);
+  MultiHeadAttentionOptions o;
+  o.num_heads = 2;
+  o.dropout_rate = 0.3;
+  o.broadcast_dropout = true;
+  MultiHeadAttention mha(4, o);
+  randomize_biases(*mha);
+  mha->eval();
+  auto x = torch::randn({2, 3, 5, 4});  // [B, T, N, D]
+  torch::NoGradGuard no_grad;
+  auto y = mha->forward(x);
+  ASSERT_EQ(y.sizes(), x.sizes());
+  for (int64_t t = 0; t < 3; ++t)
+    EXPECT_TRUE(torch::allclose(y.select(1, t), mha->forward(x.select(1, t)), 1e-5, 1e-5)) << t;
+  // Training with broadcast dropout goes through the explicit path and still drops.
+  mha->train();
+  auto yt = mha->forward(x);
+  EXPECT_TRUE(torch::isfinite(yt).all().item<bool>());
+  EXPECT_FALSE(torch::allclose(yt, y, 1e-4, 1e-4));
+}
+
+TEST(MultiHeadAttention, AxialAttentionFnAndKernelInit) {
+  torch::manual_seed(17);
+  MultiHeadAttentionOptions o;
+  o.num_heads = 4;
+  o.attention_fn = AttentionFn::kAxial;
+  o.out_kernel_init = [](torch::Tensor& w) { w.fill_(0.25); };
+  MultiHeadAttention mha(8, o);
+  EXPECT_TRUE(torch::equal(mha->out->weight, torch::full({8, 8}, 0.25)));
+  EXPECT_FALSE(torch::equal(mha->query->weight, torch::full({8, 8}, 0.25)));  // xavier
+  randomize_biases(*mha);
+  auto x = torch::randn({2, 3, 4, 8});  // [B, h, w, D]
+  auto kv_bias = torch::randn({2, 3, 4});
+  torch::NoGradGuard no_grad;
+  AttentionArgs args;
+  args.attention_bias_kv = kv_bias;
+  auto y = mha->forward(x, {}, args);
+  auto split = [](const torch::Tensor& t) { return t.unflatten(-1, {4, 2}); };
+  auto expected = mha->out(axial_dot_product_attention(split(mha->query(x)), split(mha->key(x)),
+                                                       split(mha->value(x)), {.bias_kv = kv_bias})
+                               .flatten(-2));
+  EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-5));
+  EXPECT_CONTAINS(testing::error_of([&] { mha->forward_with_weights(x); }), "axial");
 }
 
 TEST(MlpBlock, EvalEqualsDenseGeluTanhDense) {
