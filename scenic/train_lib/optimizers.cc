@@ -9,9 +9,13 @@
 
 #include <algorithm>
 #include <optional>
+#include <regex>
+#include <set>
 #include <sstream>
 
 #include "scenic/common_lib/errors.h"
+#include "scenic/train_lib/extra_optimizers.h"
+#include "scenic/train_lib/grad_clipping.h"
 
 namespace scenic::train {
 namespace {
@@ -26,9 +30,8 @@ std::string oc(const std::string& key) { return kOc + key; }
 // them gets a "not supported yet" error rather than "unknown".
 const std::vector<std::string>& known_optax_optimizers() {
   static const std::vector<std::string> names = {
-      "adabelief", "adafactor", "adagrad", "adadelta", "adamax",  "adamaxw",
-      "fromage",   "lamb",      "lars",    "lion",     "momentum_hp", "noisy_sgd",
-      "novograd",  "radam",     "rmsprop", "sm3",      "yogi"};
+      "adabelief", "adagrad", "adadelta", "adamax",    "adamaxw", "fromage", "lars",
+      "lion",      "momentum_hp", "noisy_sgd", "novograd", "radam", "sm3", "yogi"};
   return names;
 }
 
@@ -38,14 +41,39 @@ std::string join(const std::vector<std::string>& v) {
   return out;
 }
 
+// The lr multiplier rides on a group's options: `GroupOptions<torch::optim::AdamOptions>`
+// is AdamOptions (what the optimizer's step casts to) plus the multiplier. clone() keeps
+// the type, and torch's optimizer load assigns only the base part, so the multiplier
+// set from the config survives a checkpoint restore.
+class LrMultiplier {
+ public:
+  virtual ~LrMultiplier() = default;
+  double multiplier = 1.0;
+};
+
+template <typename Options>
+class GroupOptions : public Options, public LrMultiplier {
+ public:
+  GroupOptions(const Options& options, double m) : Options(options) { multiplier = m; }
+
+ private:
+  std::unique_ptr<torch::optim::OptimizerOptions> clone() const override {
+    return std::make_unique<GroupOptions>(*this);
+  }
+};
+
 // The optimizer after Scenic's get_optax_optimizer_config, with its arguments read.
 struct Resolved {
-  std::string name;                 // optax name: sgd | adam | adamw
-  std::optional<double> momentum;   // sgd; none -> no momentum trace
-  bool nesterov = false;            // sgd
-  double b1 = 0.9, b2 = 0.999, eps = 1e-8;  // adam, adamw
-  double weight_decay = 0;          // sgd: coupled; adamw: decoupled
+  std::string name;                 // optax name, one of supported_optimizers()
+  std::optional<double> momentum;   // sgd, rmsprop; none -> no momentum trace
+  bool nesterov = false;            // sgd, rmsprop
+  double b1 = 0.9, b2 = 0.999, eps = 1e-8;  // adam, adamw, lamb (eps also adafactor, rmsprop)
+  double eps_root = 0;              // lamb
+  double weight_decay = 0;          // sgd: coupled; adamw, lamb: decoupled; adafactor's rate
   bool mask_1d = false;             // 1-D params get no weight decay
+  AdafactorOptions adafactor{0.0};
+  RmsPropOptions rmsprop{0.0};
+  std::optional<GradClip> grad_clip;
 };
 
 // torch::optim checks these ranges with TORCH_CHECK; say it with the config key instead.
@@ -55,6 +83,21 @@ double check_range(const std::string& path, double v, bool below_one) {
   ss << "config key '" << path << "' must be " << (below_one ? "in [0, 1)" : ">= 0") << ", got "
      << v;
   throw Error(ss.str());
+}
+
+// optax's Optional arguments: an absent key takes the default, an explicit `null` is None.
+std::optional<double> optional_arg(const ConfigDict& config, const std::string& key,
+                                   std::optional<double> def) {
+  if (config.has(oc(key))) return config.get<double>(oc(key));
+  if (config.has("optimizer_configs")) {
+    const auto keys = config.sub("optimizer_configs").keys();
+    if (std::find(keys.begin(), keys.end(), key) != keys.end()) {
+      config.mark_used(oc(key));
+      return std::nullopt;
+    }
+  }
+  if (def) return config.get<double>(oc(key), *def);  // records the default
+  return config.get_optional<double>(oc(key));
 }
 
 Resolved resolve(const ConfigDict& config) {
@@ -104,18 +147,11 @@ Resolved resolve(const ConfigDict& config) {
                 "; supported: " + join(supported));
   }
 
-  // Parts of Scenic's optax chain that are not implemented yet.
-  // (Scenic copies a top-level grad_clip_configs only in legacy style; in new style it
-  // stays unread and check_all_used reports it.)
-  std::vector<std::string> unsupported = {oc("grad_clip"), oc("freeze_params_reg_exp")};
-  if (legacy) unsupported.push_back("grad_clip_configs");
-  for (const auto& key : unsupported) {
-    if (!config.has(key)) continue;
-    throw Error("config key '" + key + "' is not supported yet" +
-                (key == oc("freeze_params_reg_exp")
-                     ? std::string()
-                     : "; use top-level 'max_grad_norm' for global-norm gradient clipping"));
-  }
+  // Scenic copies a top-level grad_clip_configs only in legacy style (over any
+  // optimizer_configs.grad_clip); in new style it stays unread and check_all_used
+  // reports it.
+  r.grad_clip = read_grad_clip(
+      config, legacy && config.has("grad_clip_configs") ? "grad_clip_configs" : oc("grad_clip"));
 
   // skip_scale_and_bias_regularization: in optimizer_configs, or (legacy) top-level,
   // which wins as Scenic copies it over.
@@ -135,6 +171,10 @@ Resolved resolve(const ConfigDict& config) {
     }
     return config.get<double>(oc(optax_key), def);
   };
+  auto unsupported = [&](const std::string& key) {
+    if (config.has(oc(key)))
+      throw Error("config key '" + oc(key) + "' is not supported by our " + r.name);
+  };
 
   if (r.name == "sgd") {
     if (!r.momentum) r.momentum = config.get_optional<double>(oc("momentum"));
@@ -149,72 +189,220 @@ Resolved resolve(const ConfigDict& config) {
     // optax.add_decayed_weights before the sgd transform (only when non-zero).
     r.weight_decay = config.get_optional<double>(oc("weight_decay")).value_or(0.0);
     r.mask_1d = skip && r.weight_decay != 0;
-  } else {  // adam, adamw
+  } else if (r.name == "adam" || r.name == "adamw" || r.name == "lamb") {
+    const bool lamb = r.name == "lamb";
     r.b1 = check_range(oc("b1"), arg("b1", "beta1", 0.9), true);
     r.b2 = check_range(oc("b2"), arg("b2", "beta2", 0.999), true);
-    r.eps = check_range(oc("eps"), arg("eps", "epsilon", 1e-8), false);
-    if (r.name == "adamw") {
+    r.eps = check_range(oc("eps"), arg("eps", "epsilon", lamb ? 1e-6 : 1e-8), false);
+    if (lamb) r.eps_root = check_range(oc("eps_root"), config.get<double>(oc("eps_root"), 0.0), false);
+    if (r.name != "adam") {
       // Scenic builds the decay mask only when weight_decay is given and non-zero; with
-      // optax's default (1e-4) every parameter is decayed, skip flag or not.
+      // adamw's default (1e-4) every parameter is decayed, skip flag or not.
       const bool given_wd = config.has(oc("weight_decay"));
-      r.weight_decay = config.get<double>(oc("weight_decay"), 1e-4);
+      r.weight_decay = config.get<double>(oc("weight_decay"), lamb ? 0.0 : 1e-4);
       r.mask_1d = skip && given_wd && r.weight_decay != 0;
     }
+  } else if (r.name == "adafactor") {
+    unsupported("decay_offset");
+    unsupported("dtype_momentum");
+    auto& a = r.adafactor;
+    a.min_dim_size_to_factor(config.get<int64_t>(oc("min_dim_size_to_factor"), 128));
+    a.decay_rate(check_range(oc("decay_rate"), config.get<double>(oc("decay_rate"), 0.8), false));
+    a.multiply_by_parameter_scale(config.get<bool>(oc("multiply_by_parameter_scale"), true));
+    a.clipping_threshold(optional_arg(config, "clipping_threshold", 1.0));
+    a.momentum(optional_arg(config, "momentum", std::nullopt));
+    a.weight_decay_rate(optional_arg(config, "weight_decay_rate", std::nullopt));
+    a.eps(check_range(oc("eps"), arg("eps", "epsilon", 1e-30), false));
+    a.factored(config.get<bool>(oc("factored"), true));
+    if (a.momentum()) check_range(oc("momentum"), *a.momentum(), false);
+    if (a.clipping_threshold()) check_range(oc("clipping_threshold"), *a.clipping_threshold(), false);
+    r.weight_decay = check_range(oc("weight_decay_rate"), a.weight_decay_rate().value_or(0.0), false);
+    r.mask_1d = skip && r.weight_decay != 0;
+  } else {  // rmsprop
+    auto& o = r.rmsprop;
+    o.decay(check_range(oc("decay"), config.get<double>(oc("decay"), 0.9), true));
+    o.eps(check_range(oc("eps"), arg("eps", "epsilon", 1e-8), false));
+    o.initial_scale(check_range(oc("initial_scale"), config.get<double>(oc("initial_scale"), 0.0), false));
+    o.eps_in_sqrt(config.get<bool>(oc("eps_in_sqrt"), true));
+    o.centered(config.get<bool>(oc("centered"), false));
+    o.momentum(optional_arg(config, "momentum", std::nullopt));
+    if (o.momentum()) check_range(oc("momentum"), *o.momentum(), false);
+    o.nesterov(config.get<bool>(oc("nesterov"), false));
+    o.bias_correction(config.get<bool>(oc("bias_correction"), false));
   }
   check_range(oc("weight_decay"), r.weight_decay, false);
   return r;
 }
 
-// Options for one param group; `wd` is the group's weight decay.
-std::unique_ptr<torch::optim::OptimizerOptions> options_for(const Resolved& r, double wd) {
+// Options for one param group: `wd` is the group's weight decay, `m` its lr multiplier.
+std::unique_ptr<torch::optim::OptimizerOptions> options_for(const Resolved& r, double wd,
+                                                            double m) {
+  namespace optim = torch::optim;
   if (r.name == "sgd") {
-    const double m = r.momentum.value_or(0.0);
+    const double mom = r.momentum.value_or(0.0);
     // optax's nesterov without a momentum trace is plain sgd; torch rejects that combo.
-    return std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(0.0)
-                                                          .momentum(m)
-                                                          .nesterov(r.nesterov && m > 0)
-                                                          .weight_decay(wd));
+    return std::make_unique<GroupOptions<optim::SGDOptions>>(
+        optim::SGDOptions(0.0).momentum(mom).nesterov(r.nesterov && mom > 0).weight_decay(wd), m);
   }
   if (r.name == "adam") {
-    return std::make_unique<torch::optim::AdamOptions>(
-        torch::optim::AdamOptions(0.0).betas({r.b1, r.b2}).eps(r.eps).weight_decay(0));
+    return std::make_unique<GroupOptions<optim::AdamOptions>>(
+        optim::AdamOptions(0.0).betas({r.b1, r.b2}).eps(r.eps).weight_decay(0), m);
   }
-  return std::make_unique<torch::optim::AdamWOptions>(
-      torch::optim::AdamWOptions(0.0).betas({r.b1, r.b2}).eps(r.eps).weight_decay(wd));
+  if (r.name == "adamw") {
+    return std::make_unique<GroupOptions<optim::AdamWOptions>>(
+        optim::AdamWOptions(0.0).betas({r.b1, r.b2}).eps(r.eps).weight_decay(wd), m);
+  }
+  if (r.name == "lamb") {
+    return std::make_unique<GroupOptions<LambOptions>>(
+        LambOptions(0.0).b1(r.b1).b2(r.b2).eps(r.eps).eps_root(r.eps_root).weight_decay(wd), m);
+  }
+  if (r.name == "adafactor") {
+    AdafactorOptions a = r.adafactor;
+    a.weight_decay_rate(wd != 0 ? std::optional<double>(wd) : std::nullopt);
+    return std::make_unique<GroupOptions<AdafactorOptions>>(a, m);
+  }
+  return std::make_unique<GroupOptions<RmsPropOptions>>(r.rmsprop, m);
+}
+
+template <typename Base, typename Options>
+std::unique_ptr<torch::optim::Optimizer> build(
+    const std::vector<torch::optim::OptimizerParamGroup>& groups, const Options& defaults,
+    const std::optional<GradClip>& clip, CoupledDecay decay) {
+  if (clip) return std::make_unique<WithGradClip<Base>>(*clip, std::move(decay), groups, defaults);
+  return std::make_unique<Base>(groups, defaults);
+}
+
+// Our parameter names are `a.b.c`; Scenic's regexes are written for `a/b/c`.
+bool name_matches(const std::regex& re, const std::string& name) {
+  std::string slashed = name;
+  std::replace(slashed.begin(), slashed.end(), '.', '/');
+  return std::regex_search(name, re) || std::regex_search(slashed, re);
+}
+
+std::regex compile(const std::string& key, const std::string& pattern) {
+  try {
+    return std::regex(pattern, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    throw Error("config key '" + key + "': invalid regular expression '" + pattern + "': " + e.what());
+  }
+}
+
+struct LrGroup {
+  std::regex re;
+  double multiplier;
+};
+
+// `optimizer_configs.param_groups`, checked by hand (ConfigDict has no list-of-mapping access).
+std::vector<LrGroup> read_lr_groups(const ConfigDict& config) {
+  const std::string key = oc("param_groups");
+  if (!config.has(key)) return {};
+  const auto& list = config.json(key);
+  if (!list.is_array()) throw Error("config key '" + key + "' must be a list of {regex, lr_multiplier}");
+  std::vector<LrGroup> groups;
+  for (size_t i = 0; i < list.size(); ++i) {
+    const std::string at = key + "[" + std::to_string(i) + "]";
+    const auto& item = list[i];
+    if (!item.is_object()) throw Error("config key '" + at + "' must be a mapping {regex, lr_multiplier}");
+    for (const auto& [k, v] : item.items()) {
+      if (k != "regex" && k != "lr_multiplier")
+        throw Error("config key '" + at + "." + k + "' is unknown; entries take 'regex' and 'lr_multiplier'");
+    }
+    if (!item.contains("regex") || !item["regex"].is_string())
+      throw Error("config key '" + at + ".regex' is required and must be a string");
+    if (!item.contains("lr_multiplier") || !item["lr_multiplier"].is_number())
+      throw Error("config key '" + at + ".lr_multiplier' is required and must be a number");
+    const double m = item["lr_multiplier"].get<double>();
+    check_range(at + ".lr_multiplier", m, false);
+    groups.push_back({compile(at + ".regex", item["regex"].get<std::string>()), m});
+  }
+  return groups;
 }
 
 }  // namespace
 
 const std::vector<std::string>& supported_optimizers() {
-  static const std::vector<std::string> names = {"sgd", "adam", "adamw"};
+  static const std::vector<std::string> names = {"sgd",  "adam",      "adamw",
+                                                 "lamb", "adafactor", "rmsprop"};
   return names;
+}
+
+std::vector<std::string> frozen_parameters(const common::ConfigDict& config,
+                                           const NamedParams& params) {
+  const std::string key = oc("freeze_params_reg_exp");
+  const auto pattern = config.get_optional<std::string>(key);
+  if (!pattern) return {};
+  const std::regex re = compile(key, *pattern);
+  std::vector<std::string> frozen;
+  for (const auto& [name, p] : params)
+    if (name_matches(re, name)) frozen.push_back(name);
+  if (!params.empty() && frozen.size() == params.size()) {
+    throw Error("config key '" + key + "': '" + *pattern +
+                "' matches every parameter, which prevents any training");
+  }
+  return frozen;
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const common::ConfigDict& config,
                                                         const NamedParams& params) {
   const Resolved r = resolve(config);
+  const std::vector<std::string> frozen_names = frozen_parameters(config, params);
+  const std::set<std::string> frozen(frozen_names.begin(), frozen_names.end());
+  const std::vector<LrGroup> lr_groups = read_lr_groups(config);
 
-  std::vector<torch::Tensor> decayed, not_decayed;
+  // Scenic adds sgd's coupled decay before the clip; torch's SGD adds it after we clip,
+  // so with a clip the decay moves into WithGradClip.
+  const bool decay_before_clip = r.name == "sgd" && r.grad_clip && r.weight_decay != 0;
+
+  // Bucket: 2 x (lr group index + 1) + (decayed ? 0 : 1).
+  std::vector<std::vector<torch::Tensor>> buckets(2 * (lr_groups.size() + 1));
+  std::vector<size_t> matches(lr_groups.size(), 0);
+  CoupledDecay decay;
   for (const auto& [name, p] : params) {
-    (r.mask_1d && p.dim() == 1 ? not_decayed : decayed).push_back(p);
+    size_t g = 0;
+    for (size_t i = 0; i < lr_groups.size(); ++i) {
+      if (name_matches(lr_groups[i].re, name)) {
+        ++matches[i];
+        g = i + 1;
+        break;
+      }
+    }
+    if (frozen.count(name)) {
+      p.requires_grad_(false);
+      continue;
+    }
+    const bool decayed = !(r.mask_1d && p.dim() == 1);
+    buckets[2 * g + (decayed ? 0 : 1)].push_back(p);
+    if (decay_before_clip && decayed) decay.emplace_back(p, r.weight_decay);
   }
-  std::vector<torch::optim::OptimizerParamGroup> groups;
-  if (!decayed.empty()) groups.emplace_back(decayed, options_for(r, r.weight_decay));
-  if (!not_decayed.empty()) groups.emplace_back(not_decayed, options_for(r, 0.0));
+  for (size_t i = 0; i < lr_groups.size(); ++i) {
+    if (matches[i] == 0)
+      throw Error("config key '" + oc("param_groups") + "[" + std::to_string(i) +
+                  "].regex' matches no parameter (names look like '" +
+                  (params.empty() ? std::string() : params.front().first) + "')");
+  }
 
-  if (r.name == "sgd") {
-    auto defaults = options_for(r, r.weight_decay);
-    return std::make_unique<torch::optim::SGD>(
-        groups, static_cast<torch::optim::SGDOptions&>(*defaults));
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  for (size_t b = 0; b < buckets.size(); ++b) {
+    if (buckets[b].empty()) continue;
+    const double m = b < 2 ? 1.0 : lr_groups[b / 2 - 1].multiplier;
+    const double wd = (b % 2 == 1 || decay_before_clip) ? 0.0 : r.weight_decay;
+    groups.emplace_back(buckets[b], options_for(r, wd, m));
   }
-  if (r.name == "adam") {
-    auto defaults = options_for(r, 0.0);
-    return std::make_unique<torch::optim::Adam>(
-        groups, static_cast<torch::optim::AdamOptions&>(*defaults));
-  }
-  auto defaults = options_for(r, r.weight_decay);
-  return std::make_unique<torch::optim::AdamW>(
-      groups, static_cast<torch::optim::AdamWOptions&>(*defaults));
+
+  auto defaults = options_for(r, r.weight_decay, 1.0);
+  namespace optim = torch::optim;
+  if (r.name == "sgd")
+    return build<optim::SGD>(groups, static_cast<optim::SGDOptions&>(*defaults), r.grad_clip,
+                             std::move(decay));
+  if (r.name == "adam")
+    return build<optim::Adam>(groups, static_cast<optim::AdamOptions&>(*defaults), r.grad_clip, {});
+  if (r.name == "adamw")
+    return build<optim::AdamW>(groups, static_cast<optim::AdamWOptions&>(*defaults), r.grad_clip, {});
+  if (r.name == "lamb")
+    return build<Lamb>(groups, static_cast<LambOptions&>(*defaults), r.grad_clip, {});
+  if (r.name == "adafactor")
+    return build<Adafactor>(groups, static_cast<AdafactorOptions&>(*defaults), r.grad_clip, {});
+  return build<RmsProp>(groups, static_cast<RmsPropOptions&>(*defaults), r.grad_clip, {});
 }
 
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(
@@ -226,8 +414,14 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(
   return make_optimizer(config, named);
 }
 
+double lr_multiplier(const torch::optim::OptimizerOptions& options) {
+  const auto* m = dynamic_cast<const LrMultiplier*>(&options);
+  return m ? m->multiplier : 1.0;
+}
+
 void set_learning_rate(torch::optim::Optimizer& optimizer, double learning_rate) {
-  for (auto& group : optimizer.param_groups()) group.options().set_lr(learning_rate);
+  for (auto& group : optimizer.param_groups())
+    group.options().set_lr(learning_rate * lr_multiplier(group.options()));
 }
 
 torch::Tensor global_norm(const std::vector<torch::Tensor>& tensors) {

@@ -12,6 +12,8 @@
 
 #include "scenic/common_lib/config.h"
 #include "scenic/common_lib/errors.h"
+#include "scenic/common_lib/testing.h"
+#include "scenic/train_lib/extra_optimizers.h"
 
 namespace scenic::train {
 namespace {
@@ -286,7 +288,7 @@ TEST(OptimizersTest, Errors) {
   e = error_of("optimizer: adam\noptimizer_configs:\n  optimizer: adam\n");
   EXPECT_TRUE(contains(e, "both set")) << e;
 
-  e = error_of("optimizer_configs:\n  optimizer: lamb\n");
+  e = error_of("optimizer_configs:\n  optimizer: lion\n");
   EXPECT_TRUE(contains(e, "not supported yet")) << e;
 
   e = error_of("model_name: x\n");
@@ -304,8 +306,11 @@ TEST(OptimizersTest, Errors) {
   e = error_of("optimizer: adam\noptimizer_configs:\n  beta1: 0.8\n  b1: 0.9\n");
   EXPECT_TRUE(contains(e, "optimizer_configs.beta1")) << e;
 
-  e = error_of("optimizer_configs:\n  optimizer: sgd\n  grad_clip:\n    clip_method: clip\n");
-  EXPECT_TRUE(contains(e, "optimizer_configs.grad_clip")) << e;
+  e = error_of(
+      "optimizer_configs:\n  optimizer: sgd\n  grad_clip:\n    clip_method: clip_by_globalnorm\n"
+      "    clip_value: 1\n");
+  EXPECT_TRUE(contains(e, "optimizer_configs.grad_clip.clip_method")) << e;
+  EXPECT_TRUE(contains(e, "did you mean 'clip_by_global_norm'")) << e;
 }
 
 TEST(OptimizersTest, GlobalNorm) {
@@ -342,6 +347,135 @@ TEST(OptimizersTest, ClipGradGlobalNorm) {
   EXPECT_NEAR(norm.item<float>(), 13.0f, 1e-6);
   EXPECT_EQ(params[0].grad()[1].item<float>(), 4.0f);
   EXPECT_EQ(params[1].grad()[0][0].item<float>(), 12.0f);
+}
+
+// ---------------------------------------------------------------------------------
+// Freezing, weight-decay masks and per-group learning rates (numbers against optax in
+// extra_optimizers_test.cc; here the structure and the errors).
+
+struct Net3 {
+  torch::Tensor conv_w = torch::ones({2, 2}).requires_grad_(true);
+  torch::Tensor conv_b = torch::ones({2}).requires_grad_(true);
+  torch::Tensor head_w = torch::ones({2, 2}).requires_grad_(true);
+  NamedParams named() const {
+    return {{"backbone.conv.weight", conv_w}, {"backbone.conv.bias", conv_b}, {"head.weight", head_w}};
+  }
+};
+
+std::string make_error(const std::string& yaml) {
+  Net3 net;
+  return scenic::testing::error_of([&] {
+    ConfigDict config = ConfigDict::from_yaml_string(yaml);
+    make_optimizer(config, net.named());
+  });
+}
+
+TEST(OptimizersTest, FreezeByRegexLeavesParamsBitIdentical) {
+  Net3 net;
+  const torch::Tensor conv_w0 = net.conv_w.detach().clone();
+  const torch::Tensor conv_b0 = net.conv_b.detach().clone();
+  const torch::Tensor head_w0 = net.head_w.detach().clone();
+  // Scenic's '/' form; weight decay would move a frozen parameter if it were applied.
+  ConfigDict config = ConfigDict::from_yaml_string(
+      "optimizer_configs:\n  optimizer: adamw\n  weight_decay: 0.5\n"
+      "  freeze_params_reg_exp: 'backbone/conv'\n");
+  EXPECT_EQ(frozen_parameters(config, net.named()),
+            (std::vector<std::string>{"backbone.conv.weight", "backbone.conv.bias"}));
+  auto opt = make_optimizer(config, net.named());
+  EXPECT_FALSE(net.conv_w.requires_grad());
+  EXPECT_FALSE(net.conv_b.requires_grad());
+  EXPECT_TRUE(net.head_w.requires_grad());
+  ASSERT_EQ(opt->param_groups().size(), 1u);
+  ASSERT_EQ(opt->param_groups()[0].params().size(), 1u);
+  for (int t = 0; t < 3; ++t) {
+    opt->zero_grad();
+    (net.conv_w.sum() * net.head_w.sum() + net.conv_b.sum()).backward();
+    set_learning_rate(*opt, 0.1);
+    opt->step();
+  }
+  EXPECT_TRUE(torch::equal(net.conv_w, conv_w0));
+  EXPECT_TRUE(torch::equal(net.conv_b, conv_b0));
+  EXPECT_FALSE(net.conv_w.grad().defined());
+  EXPECT_GT((net.head_w - head_w0).abs().min().item<float>(), 0.1f);
+
+  // Our dotted form matches too.
+  Net3 other;
+  ConfigDict dotted = ConfigDict::from_yaml_string(
+      "optimizer_configs:\n  optimizer: sgd\n  freeze_params_reg_exp: 'conv\\.bias$'\n");
+  EXPECT_EQ(frozen_parameters(dotted, other.named()), (std::vector<std::string>{"backbone.conv.bias"}));
+}
+
+TEST(OptimizersTest, FreezeErrors) {
+  std::string e = make_error("optimizer_configs:\n  optimizer: sgd\n  freeze_params_reg_exp: '.*'\n");
+  EXPECT_CONTAINS(e, "matches every parameter");
+  e = make_error("optimizer_configs:\n  optimizer: sgd\n  freeze_params_reg_exp: '(conv'\n");
+  EXPECT_CONTAINS(e, "optimizer_configs.freeze_params_reg_exp");
+  EXPECT_CONTAINS(e, "invalid regular expression");
+}
+
+TEST(OptimizersTest, WeightDecayMasksForNewOptimizers) {
+  Net3 net;
+  ConfigDict lamb = ConfigDict::from_yaml_string(
+      "optimizer_configs:\n  optimizer: lamb\n  weight_decay: 0.1\n"
+      "  skip_scale_and_bias_regularization: true\n");
+  auto opt = make_optimizer(lamb, net.named());
+  ASSERT_EQ(opt->param_groups().size(), 2u);
+  EXPECT_EQ(opt->param_groups()[0].params().size(), 2u);  // the two 2-D kernels
+  EXPECT_EQ(static_cast<LambOptions&>(opt->param_groups()[0].options()).weight_decay(), 0.1);
+  EXPECT_EQ(opt->param_groups()[1].params()[0].dim(), 1);
+  EXPECT_EQ(static_cast<LambOptions&>(opt->param_groups()[1].options()).weight_decay(), 0.0);
+
+  ConfigDict adafactor = ConfigDict::from_yaml_string(
+      "optimizer_configs:\n  optimizer: adafactor\n  weight_decay_rate: 0.01\n"
+      "  skip_scale_and_bias_regularization: true\n  clipping_threshold: null\n");
+  opt = make_optimizer(adafactor, net.named());
+  ASSERT_EQ(opt->param_groups().size(), 2u);
+  auto& decayed = static_cast<AdafactorOptions&>(opt->param_groups()[0].options());
+  auto& exempt = static_cast<AdafactorOptions&>(opt->param_groups()[1].options());
+  EXPECT_EQ(decayed.weight_decay_rate(), std::optional<double>(0.01));
+  EXPECT_FALSE(exempt.weight_decay_rate());
+  EXPECT_FALSE(decayed.clipping_threshold());  // explicit null: no clipping
+  EXPECT_TRUE(adafactor.unused_keys().empty());
+
+  EXPECT_CONTAINS(make_error("optimizer_configs:\n  optimizer: adafactor\n  decay_offset: 10\n"),
+                  "optimizer_configs.decay_offset");
+}
+
+TEST(OptimizersTest, ParamGroupLearningRates) {
+  Net3 net;
+  ConfigDict config = ConfigDict::from_yaml_string(
+      "optimizer_configs:\n  optimizer: adamw\n  weight_decay: 0.1\n"
+      "  skip_scale_and_bias_regularization: true\n"
+      "  param_groups:\n    - {regex: '^backbone/', lr_multiplier: 0.1}\n");
+  auto opt = make_optimizer(config, net.named());
+  // Groups: default decayed (head.weight), backbone decayed (conv.weight), backbone
+  // exempt (conv.bias).
+  auto& groups = opt->param_groups();
+  ASSERT_EQ(groups.size(), 3u);
+  EXPECT_TRUE(groups[0].params()[0].is_same(net.head_w));
+  EXPECT_TRUE(groups[1].params()[0].is_same(net.conv_w));
+  EXPECT_TRUE(groups[2].params()[0].is_same(net.conv_b));
+  set_learning_rate(*opt, 0.5);
+  EXPECT_DOUBLE_EQ(groups[0].options().get_lr(), 0.5);
+  EXPECT_DOUBLE_EQ(groups[1].options().get_lr(), 0.05);
+  EXPECT_DOUBLE_EQ(groups[2].options().get_lr(), 0.05);
+  EXPECT_EQ(lr_multiplier(groups[1].options()), 0.1);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(groups[1].options()).weight_decay(), 0.1);
+  EXPECT_DOUBLE_EQ(static_cast<torch::optim::AdamWOptions&>(groups[2].options()).weight_decay(), 0.0);
+  EXPECT_TRUE(config.unused_keys().empty());
+}
+
+TEST(OptimizersTest, ParamGroupErrors) {
+  const std::string base = "optimizer_configs:\n  optimizer: sgd\n  param_groups:\n";
+  EXPECT_CONTAINS(make_error(base + "    - {regex: encoder, lr_multiplier: 0.1}\n"),
+                  "optimizer_configs.param_groups[0].regex' matches no parameter");
+  EXPECT_CONTAINS(make_error(base + "    - {regex: head}\n"),
+                  "optimizer_configs.param_groups[0].lr_multiplier");
+  EXPECT_CONTAINS(make_error(base + "    - {regex: head, lr_multiplier: 1, lr: 2}\n"),
+                  "optimizer_configs.param_groups[0].lr' is unknown");
+  EXPECT_CONTAINS(make_error(base + "    - {regex: head, lr_multiplier: -1}\n"), ">= 0");
+  EXPECT_CONTAINS(make_error("optimizer_configs:\n  optimizer: sgd\n  param_groups: 3\n"),
+                  "must be a list");
 }
 
 }  // namespace
