@@ -2,7 +2,9 @@
 //   scenic train --config F.yaml --workdir D [--config.a.b=value ...]
 //   scenic eval  --workdir D            evaluate the latest checkpoint on the test split
 //   scenic list  models|datasets|trainers
-// Errors are caught here once: one line on stderr, exit status 1.
+//   scenic plot  --workdir D [--metrics a,b] [--out F.png]   learning curves to a PNG
+// Errors are caught here once: one line on stderr, exit status 1. A run stopped by
+// SIGTERM/SIGINT saves a checkpoint and exits with 128 + the signal number.
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
 
@@ -14,10 +16,12 @@
 #include "scenic/common_lib/errors.h"
 #include "scenic/common_lib/logging.h"
 #include "scenic/common_lib/metric_writer.h"
+#include "scenic/common_lib/plot.h"
 #include "scenic/dataset_lib/dataset.h"
 #include "scenic/model_lib/models.h"
 #include "scenic/projects/baselines/baselines.h"
 #include "scenic/train_lib/checkpoints.h"
+#include "scenic/train_lib/preemption.h"
 #include "scenic/train_lib/train_utils.h"
 #include "scenic/train_lib/trainers.h"
 
@@ -69,7 +73,7 @@ int cmd_train(const std::string& config_path, const std::string& workdir,
   torch::manual_seed(static_cast<uint64_t>(config.get<int64_t>("rng_seed")));
   set_threads(config);
   // Keys Scenic's configs carry that have no effect here; accepted so they port as-is.
-  for (const char* key : {"debug_train", "debug_eval", "xprof", "count_flops", "write_summary"})
+  for (const char* key : {"debug_train", "debug_eval", "xprof", "count_flops"})
     config.mark_used(key);
 
   scenic::train::TrainerContext ctx;
@@ -80,9 +84,16 @@ int cmd_train(const std::string& config_path, const std::string& workdir,
   const auto& train_fn = scenic::train::TrainerRegistry::global().get(config.get<std::string>("trainer_name"));
   scenic::common::MetricWriter writer((fs::path(workdir) / "metrics.jsonl").string());
   ctx.writer = &writer;
+  std::unique_ptr<scenic::common::SummaryWriter> summary;
+  if (config.get<bool>("write_summary", true)) {
+    summary = std::make_unique<scenic::common::SummaryWriter>(workdir);
+    writer.mirror_to(summary.get());
+    ctx.summary = summary.get();
+  }
   ctx.finish_setup = [&] {
     config.check_all_used();
     config.save((fs::path(workdir) / "config.yaml").string());
+    if (ctx.summary != nullptr) ctx.summary->text(0, "config", "```\n" + config.to_yaml() + "\n```");
   };
   auto result = train_fn(ctx);
   for (const auto& [split, metrics] : result) {
@@ -127,6 +138,17 @@ int cmd_list(const std::string& what) {
   return 0;
 }
 
+int cmd_plot(const std::string& workdir, const std::vector<std::string>& metrics, std::string out) {
+  const auto file = scenic::common::read_metrics_jsonl((fs::path(workdir) / "metrics.jsonl").string());
+  if (file.skipped_lines > 0)
+    SCENIC_LOG_WARNING << file.skipped_lines << " unreadable line(s) in metrics.jsonl skipped";
+  if (out.empty()) out = (fs::path(workdir) / "curves.png").string();
+  scenic::common::plot_curves(file.curves, metrics.empty() ? scenic::common::default_plot_metrics(file.curves) : metrics,
+                              out, workdir);
+  std::cout << "wrote " << out << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,6 +171,14 @@ int main(int argc, char** argv) {
       ->required()
       ->check(CLI::IsMember({"models", "datasets", "trainers"}));
 
+  std::vector<std::string> plot_metrics;
+  std::string plot_out;
+  auto* plot = app.add_subcommand("plot", "Draw learning curves from a workdir's metrics.jsonl to a PNG");
+  plot->add_option("--workdir", workdir, "Workdir of a `scenic train` run")->required();
+  plot->add_option("--metrics", plot_metrics, "Metrics to draw (default: loss, accuracy-like, learning_rate)")
+      ->delimiter(',');
+  plot->add_option("--out", plot_out, "Output PNG (default: <workdir>/curves.png)");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -159,6 +189,10 @@ int main(int argc, char** argv) {
     if (*train) return cmd_train(config_path, workdir, train->remaining());
     if (*eval) return cmd_eval(workdir);
     if (*list) return cmd_list(what);
+    if (*plot) return cmd_plot(workdir, plot_metrics, plot_out);
+  } catch (const scenic::train::PreemptedError& e) {
+    scenic::common::log_line("W", e.what());
+    return 128 + e.signal();
   } catch (const std::exception& e) {
     std::string msg = e.what();
     // c10 errors carry a C++ backtrace after the first line; the first line is the message.

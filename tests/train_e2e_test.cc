@@ -12,43 +12,17 @@
 #include <sstream>
 
 #include "scenic/dataset_lib/test_util.h"
+#include "tests/e2e_util.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 using scenic::dataset::testing::TempDir;
 using scenic::dataset::testing::write_fake_mnist;
-
-struct RunResult {
-  int status;
-  std::string output;  // stdout + stderr
-};
-
-RunResult run_scenic(const std::string& args) {
-  const std::string cmd = std::string(SCENIC_BINARY) + " " + args + " 2>&1";
-  RunResult r{-1, ""};
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  if (pipe == nullptr) return r;
-  std::array<char, 4096> buf;
-  while (fgets(buf.data(), buf.size(), pipe) != nullptr) r.output += buf.data();
-  const int rc = ::pclose(pipe);
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return r;
-}
-
-std::vector<nlohmann::json> read_metrics(const std::string& workdir) {
-  std::vector<nlohmann::json> out;
-  std::ifstream in(workdir + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
-  return out;
-}
-
-std::vector<nlohmann::json> lines_of(const std::vector<nlohmann::json>& all, const std::string& split) {
-  std::vector<nlohmann::json> out;
-  for (const auto& j : all)
-    if (j["split"] == split) out.push_back(j);
-  return out;
-}
+using scenic::e2e::lines_of;
+using scenic::e2e::read_metrics;
+using scenic::e2e::RunResult;
+using scenic::e2e::run_scenic;
 
 // A small fully-connected classifier on a fake 64/20-example MNIST directory.
 class TrainE2E : public ::testing::Test {

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "scenic/common_lib/errors.h"
+#include "scenic/common_lib/summary_writer.h"
 
 namespace scenic::common {
 
@@ -27,13 +28,17 @@ MetricWriter::MetricWriter(const std::string& path) : path_(path) {
 
 void MetricWriter::write(int64_t step, const std::string& split,
                          const std::map<std::string, double>& scalars) {
-  if (path_.empty()) return;
+  if (path_.empty()) {
+    if (summary_ != nullptr) summary_->scalars(step, split + "_", scalars);
+    return;
+  }
   nlohmann::ordered_json line;
   line["step"] = step;
   line["split"] = split;
   for (const auto& [k, v] : scalars) line[k] = std::isfinite(v) ? nlohmann::ordered_json(v) : nullptr;
   out_ << line.dump() << "\n" << std::flush;
   if (!out_) throw Error("cannot write to '" + path_ + "' (disk full?)");
+  if (summary_ != nullptr) summary_->scalars(step, split + "_", scalars);
 }
 
 }  // namespace scenic::common

@@ -16,6 +16,9 @@
 //              current image; box_labels int64 [N] raw category ids (0-based);
 //              is_crowd int64 [N] (0/1). Undefined tensors when there are no boxes.
 //   orig_size  (height, width) of the image as decoded, kept for evaluation.
+//   pad_mask   H x W CV_8U, 1 on real pixels and 0 on padding added by `pad_to`; empty
+//              means every pixel is real. Geometric ops move it with the image; collate
+//              turns it into the batch's `padding_mask`.
 #pragma once
 
 #include <opencv2/core.hpp>
@@ -38,6 +41,7 @@ struct Example {
   torch::Tensor box_labels;
   torch::Tensor is_crowd;
   std::array<int64_t, 2> orig_size{0, 0};
+  cv::Mat pad_mask;
   int64_t image_id = -1;   // COCO image id (or the example index)
   std::string source;      // file (and record index) it came from, for error messages
 

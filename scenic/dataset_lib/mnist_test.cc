@@ -107,7 +107,9 @@ TEST_F(FakeMnist, MetaData) {
 TEST_F(FakeMnist, RegisteredUnderScenicNames) {
   DatasetRegistry registry;
   register_builtin_datasets(registry);
-  EXPECT_EQ(registry.names(), (std::vector<std::string>{"fashion_mnist", "mnist"}));
+  EXPECT_EQ(registry.names(),
+            (std::vector<std::string>{"cifar10", "cifar100", "coco_detection", "fashion_mnist", "image_folder",
+                                      "mnist", "segmentation_folder", "shapes", "tfds"}));
   auto ds = registry.build("mnist", options(dir_.path(), 2, 2));
   EXPECT_EQ(ds->meta_data.num_train_examples, kTrain);
 }

@@ -6,12 +6,22 @@
 // with batch_mask = 0) without TensorFlow. Properties:
 // - Deterministic: batch k of a seed is the same for any number of worker threads; the
 //   preprocessing RNG of an example is derived from (seed, step, slot), and the order of
-//   indices comes from TrainIndexStream (index_stream.h). train_iter(k) resumes at step k.
+//   indices comes from TrainIndexStream (index_stream.h) over the process's shard.
+//   train_iter(k) resumes at step k.
 // - Sharded: process p of P reads examples i with i % P == p (train and eval), so the
-//   processes together see every example once per epoch.
+//   processes together see every example once per epoch. Every process makes the same
+//   number of eval batches, ceil(ceil(N / P) / eval_batch_size), so collective ops in
+//   the eval loop stay in step; a process with a smaller shard pads more.
 // - Bad examples (DataError from a source or a preprocessing op): on_error "raise" stops
-//   with the error naming the file; "skip" drops the example (train: the next index takes
-//   its place), counts it and logs the count and the first few files once per epoch.
+//   with the error naming the file; "skip" drops the example, counts it and logs the
+//   count and the first few files once per epoch (train) or per pass (eval). In train
+//   batches a replacement index drawn from (seed, step, slot, attempt) takes its place,
+//   so batch k stays a function of (seed, k) and resuming stays exact; eval batches are
+//   filled from the following examples and the pass ends with more padding.
+// - Workers: `num_workers` threads in total (the prefetch thread is one of them) load
+//   and preprocess the examples of a batch; see worker_pool.h for their thread settings.
+// - Cache: with `cache`, decoded examples (before pp) of the process's shard are kept in
+//   memory after first use and deep-copied for each use.
 //
 // Batches (NCHW float32 `inputs` from the preprocessed image; uint8 images are divided
 // by 255 at collate time, as Scenic's `normalize`):
@@ -24,7 +34,13 @@
 //                   padding), `box_mask` float [B, max_boxes], `is_crowd` int64,
 //                   `orig_size` and `size` int64 [B, 2] (h, w), `image_id` int64 [B],
 //                   `padding_mask` float [B, H, W] (1 on real pixels) and `batch_mask` [B].
-//   All examples of a batch must have the same image size (pad or crop in the pp chain).
+//   Classification and segmentation examples of a batch must have the same image size
+//   (resize or crop in the pp chain); detection images are zero-padded at the bottom and
+//   right to the largest of the batch, boxes normalized by each image's real (unpadded)
+//   size, as DETR does.
+//   Layout details: collate.h.
+// meta.input_shape, when left empty, is the train chain's output for the first train
+// example ([-1, C, H, W]).
 #pragma once
 
 #include <cstdint>
@@ -32,13 +48,12 @@
 #include <memory>
 #include <string>
 
+#include "scenic/dataset_lib/collate.h"
 #include "scenic/dataset_lib/dataset.h"
 #include "scenic/dataset_lib/example_source.h"
 #include "scenic/dataset_lib/preprocess.h"
 
 namespace scenic::dataset {
-
-enum class Task { kClassification, kMultiLabel, kSegmentation, kDetection };
 
 struct PipelineConfig {
   std::string name;  // dataset name, prefixes messages
@@ -68,5 +83,12 @@ struct PipelineConfig {
 std::unique_ptr<Dataset> make_pipeline_dataset(PipelineConfig config, SourcePtr train,
                                                std::map<std::string, SourcePtr> eval,
                                                MetaData meta);
+
+// What make_pipeline_dataset returns, for callers (and tests) that want the counters.
+class PipelineDataset : public Dataset {
+ public:
+  // Bad examples skipped so far by all iterators of this dataset (on_error: skip).
+  virtual int64_t num_skipped() const = 0;
+};
 
 }  // namespace scenic::dataset

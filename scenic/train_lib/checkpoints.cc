@@ -6,8 +6,13 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <regex>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/core/Generator.h>
 
 #include "scenic/common_lib/errors.h"
 
@@ -22,6 +27,33 @@ void fsync_path(const std::string& path, bool directory) {
   const int rc = ::fsync(fd);
   ::close(fd);
   if (rc != 0) throw Error("checkpoint: fsync of '" + path + "' failed (disk full or I/O error)");
+}
+
+// torch's own file writer (PyTorchStreamWriter) hits a failed write (disk full) in its
+// destructor and terminates the process; so the archive streams through a callback
+// that writes to our file descriptor, remembers the first error and always reports
+// success to torch; the error is raised here, after torch is done, as a scenic::Error.
+void write_archive_durably(torch::serialize::OutputArchive& archive, const std::string& path) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw Error("checkpoint: cannot create '" + path + "': " + std::strerror(errno));
+  int error = 0;
+  archive.save_to([&](const void* data, size_t n) -> size_t {
+    const char* p = static_cast<const char*>(data);
+    for (size_t left = n; left > 0 && error == 0;) {
+      const ssize_t w = ::write(fd, p, left);
+      if (w < 0) {
+        if (errno != EINTR) error = errno;
+        continue;
+      }
+      p += w;
+      left -= static_cast<size_t>(w);
+    }
+    return n;
+  });
+  if (error == 0 && ::fsync(fd) != 0) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error != 0)
+    throw Error("checkpoint: writing '" + path + "' failed: " + std::strerror(error) + " (disk full?)");
 }
 
 }  // namespace
@@ -63,10 +95,21 @@ std::string save_checkpoint(const std::string& dir, const TrainStateRef& state, 
       state.optimizer->save(opt);
       archive.write("optimizer", opt);
     }
+    if (state.include_rng) {
+      // torch's CPU generator drives dropout and stochastic depth: restoring it makes a
+      // resumed run draw the same masks as an uninterrupted one.
+      auto gen = at::detail::getDefaultCPUGenerator();
+      std::lock_guard<std::mutex> lock(gen.mutex());
+      archive.write("rng_cpu", gen.get_state());
+    }
+    if (state.save_extra) {
+      torch::serialize::OutputArchive extra;
+      state.save_extra(extra);
+      archive.write("extra", extra);
+    }
     archive.write("step", c10::IValue(state.step));
     archive.write("metadata", c10::IValue(state.metadata));
-    archive.save_to(tmp_path);
-    fsync_path(tmp_path, false);
+    write_archive_durably(archive, tmp_path);
   } catch (const Error&) {
     std::error_code ec;
     fs::remove(tmp_path, ec);
@@ -114,6 +157,16 @@ void restore_checkpoint(const std::string& path, TrainStateRef& state) {
   if (state.optimizer != nullptr) {
     torch::serialize::InputArchive opt;
     if (archive.try_read("optimizer", opt)) state.optimizer->load(opt);
+  }
+  if (state.load_extra) {
+    torch::serialize::InputArchive extra;
+    if (archive.try_read("extra", extra)) state.load_extra(extra);
+  }
+  torch::Tensor rng_state;
+  if (state.include_rng && archive.try_read("rng_cpu", rng_state)) {
+    auto gen = at::detail::getDefaultCPUGenerator();
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(rng_state);
   }
   c10::IValue step, metadata;
   if (!archive.try_read("step", step)) throw Error("checkpoint '" + path + "' has no step");

@@ -1,4 +1,5 @@
-// Checkpoints: the train state (parameters, buffers, optimizer state, step, metadata)
+// Checkpoints: the train state (parameters, buffers, optimizer state, step, torch's
+// CPU RNG state, metadata such as timing)
 // saved as `<workdir>/checkpoints/checkpoint_<step>` (Scenic's save/restore_checkpoint,
 // flax's `checkpoint_<step>` naming).
 //
@@ -10,8 +11,10 @@
 
 #include <torch/nn/module.h>
 #include <torch/optim/optimizer.h>
+#include <torch/serialize/archive.h>
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,6 +26,10 @@ struct TrainStateRef {
   torch::optim::Optimizer* optimizer = nullptr;  // may be null (eval-only restore)
   int64_t step = 0;
   std::string metadata;  // free-form JSON (e.g. timing), restored verbatim
+  bool include_rng = true;  // save / restore torch's CPU generator state
+  // More state kept in the checkpoint's "extra" section (e.g. the EMA weights).
+  std::function<void(torch::serialize::OutputArchive&)> save_extra;
+  std::function<void(torch::serialize::InputArchive&)> load_extra;  // called only if present
 };
 
 // Paths of `checkpoint_<step>` files in `dir`, sorted by step (ignores *.tmp leftovers).

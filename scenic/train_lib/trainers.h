@@ -14,6 +14,7 @@
 #include "scenic/common_lib/config.h"
 #include "scenic/common_lib/metric_writer.h"
 #include "scenic/common_lib/registry.h"
+#include "scenic/common_lib/summary_writer.h"
 #include "scenic/dataset_lib/dataset.h"
 #include "scenic/model_lib/base_models/base_model.h"
 
@@ -24,7 +25,8 @@ struct TrainerContext {
   std::shared_ptr<model::BaseModel> model;
   std::shared_ptr<dataset::Dataset> dataset;
   std::string workdir;
-  common::MetricWriter* writer = nullptr;
+  common::MetricWriter* writer = nullptr;      // metrics.jsonl (mirrored to TensorBoard)
+  common::SummaryWriter* summary = nullptr;    // TensorBoard; null with write_summary: false
   std::function<void()> finish_setup = [] {};
 };
 

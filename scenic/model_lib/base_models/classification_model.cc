@@ -16,7 +16,8 @@ ClassificationModel::ClassificationModel(common::ConfigDict config, dataset::Met
 torch::Tensor ClassificationModel::targets(const torch::Tensor& logits, const dataset::Batch& batch) const {
   auto it = batch.find("label");
   if (it == batch.end()) throw Error("classification batch has no 'label' key");
-  if (meta_data_.target_is_onehot) return it->second.to(torch::kFloat32);
+  // Float [B, K] labels are already one-hot (or soft, after mixup/cutmix).
+  if (meta_data_.target_is_onehot || it->second.is_floating_point()) return it->second.to(torch::kFloat32);
   return onehot(it->second, logits.size(-1));
 }
 
