@@ -20,7 +20,9 @@
 #include "scenic/dataset_lib/dataset.h"
 #include "scenic/model_lib/models.h"
 #include "scenic/projects/baselines/baselines.h"
+#include "scenic/projects/baselines/weight_import.h"
 #include "scenic/train_lib/checkpoints.h"
+#include "scenic/train_lib/ema.h"
 #include "scenic/train_lib/preemption.h"
 #include "scenic/train_lib/train_utils.h"
 #include "scenic/train_lib/trainers.h"
@@ -90,6 +92,21 @@ int cmd_train(const std::string& config_path, const std::string& workdir,
     writer.mirror_to(summary.get());
     ctx.summary = summary.get();
   }
+  // Weights from another library (init_from.format flax | npz | safetensors); a
+  // checkpoint of this library (format scenic, the default) is the trainer's business.
+  const auto init_format = config.get_optional<std::string>("init_from.format");
+  if (init_format && *init_format != "scenic") {
+    const auto path = config.get<std::string>("init_from.checkpoint_path");
+    const auto format = *init_format;
+    scenic::baselines::WeightImportOptions opts;
+    opts.load_head = config.get<bool>("init_from.load_head", true);
+    opts.resize_posemb = config.get<bool>("init_from.resize_posemb", true);
+    opts.allow_missing = config.get<bool>("init_from.allow_missing", false);
+    ctx.init_from = [path, format, opts](scenic::model::Network& network) {
+      auto report = scenic::baselines::init_from_checkpoint(network, path, format, opts);
+      SCENIC_LOG_INFO << "initialized from " << path << ":\n" << report.summary();
+    };
+  }
   ctx.finish_setup = [&] {
     config.check_all_used();
     config.save((fs::path(workdir) / "config.yaml").string());
@@ -119,6 +136,16 @@ int cmd_eval(const std::string& workdir) {
   auto latest = scenic::train::latest_checkpoint(ckpt_dir);
   if (!latest) throw scenic::Error("no checkpoint in '" + ckpt_dir + "'");
   scenic::train::TrainStateRef state{network.get(), nullptr, 0, ""};
+  state.include_rng = false;
+  // A run with an EMA evaluates (and ships) the averaged weights, so eval does too.
+  state.load_extra = [&](torch::serialize::InputArchive& extra) {
+    torch::serialize::InputArchive ema_archive;
+    if (!extra.try_read("ema", ema_archive)) return;
+    scenic::train::Ema ema(*network, {});
+    ema.load(ema_archive);
+    ema.swap();  // the network's tensors now hold the averages
+    SCENIC_LOG_INFO << "evaluating the EMA weights";
+  };
   scenic::train::restore_checkpoint(*latest, state);
   auto metrics = scenic::train::evaluate(*network, *model, *dataset, "test", device);
   scenic::common::MetricWriter writer((fs::path(workdir) / "metrics.jsonl").string());

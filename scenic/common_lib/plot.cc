@@ -108,7 +108,8 @@ std::vector<std::string> default_plot_metrics(const Curves& curves) {
   std::vector<std::string> out;
   if (curves.count("loss")) out.push_back("loss");
   for (const auto& [name, _] : curves)
-    if (name.find("acc") != std::string::npos || name.find("iou") != std::string::npos ||
+    if ((name.find("acc") != std::string::npos && name.find("accum") == std::string::npos) ||
+        name.find("iou") != std::string::npos ||
         name.find("prec") != std::string::npos || name.rfind("AP", 0) == 0)
       out.push_back(name);
   if (curves.count("learning_rate")) out.push_back("learning_rate");

@@ -19,7 +19,7 @@ std::string write_metrics(const TempDir& tmp) {
   out << R"({"step":0,"split":"train","num_trainable_params":10})" "\n";
   for (int s = 10; s <= 40; s += 10)
     out << R"({"step":)" << s << R"(,"split":"train","loss":)" << 2.0 / s << R"(,"accuracy":)" << s / 50.0
-        << R"(,"learning_rate":0.001})" "\n";
+        << R"(,"learning_rate":0.001,"accum_train_time_s":1})" "\n";
   out << R"({"step":20,"split":"valid","loss":0.2,"accuracy":0.5})" "\n";
   out << R"({"step":40,"split":"valid","loss":null,"accuracy":0.7})" "\n";
   out << R"({"step":40,"split":"test","loss":0.1,"accuracy":0.75})" "\n";

@@ -171,6 +171,10 @@ TrainResult classification_train(TrainerContext& ctx) {
       SCENIC_LOG_INFO << "resumed from " << *latest << " at step " << start_step;
     }
   }
+  if (start_step == 0 && ctx.init_from) {
+    ctx.init_from(*network);
+    if (ema) ema->reset();  // the average starts from the imported weights
+  }
   int64_t num_params = 0;
   for (const auto& p : network->parameters()) num_params += p.numel();
   ctx.finish_setup();

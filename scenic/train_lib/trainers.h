@@ -28,6 +28,10 @@ struct TrainerContext {
   common::MetricWriter* writer = nullptr;      // metrics.jsonl (mirrored to TensorBoard)
   common::SummaryWriter* summary = nullptr;    // TensorBoard; null with write_summary: false
   std::function<void()> finish_setup = [] {};
+  // Initializes a fresh network from `init_from.*` (Scenic's transfer: a checkpoint of
+  // another run or of another library); set by main, where the weight importers of the
+  // projects are known. Trainers call it only when not resuming. May be empty.
+  std::function<void(model::Network&)> init_from;
 };
 
 // Final metrics per split, e.g. {"test": {"accuracy": 0.9, "loss": 0.3}}.
