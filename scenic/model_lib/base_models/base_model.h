@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "scenic/common_lib/config.h"
+#include "scenic/common_lib/errors.h"
 #include "scenic/dataset_lib/dataset.h"
 
 namespace scenic::model {
@@ -26,6 +27,13 @@ namespace scenic::model {
 class Network : public torch::nn::Module {
  public:
   virtual torch::Tensor forward(const torch::Tensor& inputs) = 0;
+  // The features the classifier head reads, [B, D]: Scenic's `pre_logits` intermediate,
+  // which the transfer trainer's few-shot and linear-probe evaluations use (Scenic
+  // captures it with capture_intermediates; here a network opts in by overriding this).
+  virtual torch::Tensor representation(const torch::Tensor& /*inputs*/) {
+    throw Error(std::string("this network has no representation() (the 'pre_logits' features that ") +
+                "few-shot and linear-probe evaluation need); override model::Network::representation");
+  }
 };
 
 // (sum over the batch, normalizer), both 0-dim float tensors.

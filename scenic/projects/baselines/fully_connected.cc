@@ -41,4 +41,10 @@ torch::Tensor FullyConnected::forward(const torch::Tensor& inputs) {
   return output_projection(x);
 }
 
+torch::Tensor FullyConnected::representation(const torch::Tensor& inputs) {
+  auto x = inputs.flatten(1);  // [B, C*H*W]
+  for (auto& layer : hidden) x = torch::relu(layer(x));
+  return x;                    // [B, h]
+}
+
 }  // namespace scenic::baselines

@@ -17,6 +17,8 @@ class FullyConnected : public model::Network {
   static std::shared_ptr<model::Network> from_config(const common::ConfigDict& model_config,
                                                      const dataset::MetaData& meta);
   torch::Tensor forward(const torch::Tensor& inputs) override;  // [B, ...] -> [B, K]
+  // The last hidden layer's activations (the input of `output_projection`): [B, h].
+  torch::Tensor representation(const torch::Tensor& inputs) override;
 
   std::vector<torch::nn::Linear> hidden;  // `Dense_i`
   torch::nn::Linear output_projection{nullptr};

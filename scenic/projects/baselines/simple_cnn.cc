@@ -47,4 +47,27 @@ torch::Tensor SimpleCNN::forward(const torch::Tensor& inputs) {
   return output_projection(x.mean({2, 3}));          // [B, K]
 }
 
+torch::Tensor SimpleCNN::representation(const torch::Tensor& inputs) {
+  auto x = inputs;
+  for (auto& conv : convs) x = torch::relu(conv(x));  // [B, F, H, W]
+  return x.mean({2, 3});                             // [B, F]
+}
+
+std::shared_ptr<model::Network> SimpleCNNSegmentation::from_config(const common::ConfigDict& c,
+                                                                   const dataset::MetaData& meta) {
+  if (meta.input_shape.size() != 4)
+    throw Error("simple_cnn_segmentation needs image inputs [-1, C, H, W]");
+  return std::make_shared<SimpleCNNSegmentation>(c.get<std::vector<int64_t>>("num_filters"),
+                                                 c.get<std::vector<int64_t>>("kernel_sizes"),
+                                                 c.get<bool>("use_bias", true), meta.input_shape[1],
+                                                 meta.num_classes);
+}
+
+torch::Tensor SimpleCNNSegmentation::forward(const torch::Tensor& inputs) {
+  auto x = inputs;
+  for (auto& conv : convs) x = torch::relu(conv(x));  // [B, F, H, W]
+  // Dense over channels at every pixel (Scenic's keep_dims variant).
+  return output_projection(x.movedim(1, -1)).movedim(-1, 1);  // [B, K, H, W]
+}
+
 }  // namespace scenic::baselines

@@ -139,6 +139,12 @@ ViT::ViT(const ViTOptions& o) : options_(o) {
 }
 
 torch::Tensor ViT::forward(const torch::Tensor& inputs) {
+  auto x = representation(inputs);      // [B, D]
+  if (!output_projection.is_empty()) x = output_projection(x);
+  return x;                             // [B, K]
+}
+
+torch::Tensor ViT::representation(const torch::Tensor& inputs) {
   auto x = embedding(inputs);           // [B, D, gh, gw]
   x = x.flatten(2).transpose(1, 2);     // [B, N, D]
   if (cls.defined()) x = torch::cat({cls.expand({x.size(0), 1, -1}), x}, 1);  // [B, 1 + N, D]
@@ -154,8 +160,7 @@ torch::Tensor ViT::forward(const torch::Tensor& inputs) {
     x = x.sum(1);
   }                                     // [B, D]
   if (!pre_logits.is_empty()) x = torch::tanh(pre_logits(x));
-  if (!output_projection.is_empty()) x = output_projection(x);
-  return x;                             // [B, K]
+  return x;                             // [B, D] (D = representation_size when set)
 }
 
 }  // namespace scenic::baselines

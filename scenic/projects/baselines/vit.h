@@ -85,6 +85,8 @@ class ViT : public model::Network {
  public:
   explicit ViT(const ViTOptions& options);
   torch::Tensor forward(const torch::Tensor& inputs) override;  // [B, C, H, W] -> [B, K]
+  // The pooled encoding after `pre_logits` (when present), before the head: [B, D].
+  torch::Tensor representation(const torch::Tensor& inputs) override;
 
   torch::nn::Conv2d embedding{nullptr};
   torch::Tensor cls;  // [1, 1, D] for the token classifier
