@@ -3,8 +3,10 @@
 #include <torch/torch.h>
 
 #include "scenic/common_lib/errors.h"
+#include <cmath>
+
 #include "scenic/model_lib/layers/initializers.h"
-#include "scenic/model_lib/layers/nn_layers.h"
+#include "scenic/model_lib/layers/position_embeddings.h"
 
 namespace scenic::baselines {
 
@@ -20,32 +22,70 @@ dropout_rate: 0.1
 attention_dropout_rate: 0.1
 )";
 
+namespace {
+
+// Scenic's ViT sizes (hidden_size, mlp_dim, num_heads, num_layers).
+struct ViTSize {
+  int64_t hidden, mlp, heads, layers;
+};
+const std::map<std::string, ViTSize>& vit_sizes() {
+  static const std::map<std::string, ViTSize> sizes{{"Ti", {192, 768, 3, 12}},
+                                                    {"S", {384, 1536, 6, 12}},
+                                                    {"B", {768, 3072, 12, 12}},
+                                                    {"L", {1024, 4096, 16, 24}},
+                                                    {"H", {1280, 5120, 16, 32}}};
+  return sizes;
+}
+
+}  // namespace
+
 ViTOptions ViTOptions::from_config(const common::ConfigDict& c, const dataset::MetaData& meta) {
   ViTOptions o;
-  o.patch_size = c.get<std::vector<int64_t>>("patches.size");
+  std::optional<ViTSize> size;
+  std::optional<int64_t> variant_patch;
+  if (auto variant = c.get_optional<std::string>("variant")) {
+    const auto slash = variant->find('/');
+    const std::string name = variant->substr(0, slash);
+    auto it = vit_sizes().find(name);
+    if (it == vit_sizes().end() || slash == std::string::npos || slash + 1 >= variant->size())
+      throw Error("config key 'model.variant': '" + *variant + "' is not a ViT variant like 'B/16' (sizes Ti, S, B, L, H)");
+    size = it->second;
+    try {
+      variant_patch = std::stoll(variant->substr(slash + 1));
+    } catch (const std::exception&) {
+      throw Error("config key 'model.variant': '" + *variant + "' has no patch size after '/'");
+    }
+  }
+  if (variant_patch && !c.get_optional<std::vector<int64_t>>("patches.size")) {
+    o.patch_size = {*variant_patch, *variant_patch};
+  } else {
+    o.patch_size = c.get<std::vector<int64_t>>("patches.size");
+  }
   if (o.patch_size.size() == 1) o.patch_size.push_back(o.patch_size[0]);
   if (o.patch_size.size() != 2)
     throw Error("config key 'model.patches.size' must be [ph, pw], got " +
                 std::to_string(o.patch_size.size()) + " values");
-  o.hidden_size = c.get<int64_t>("hidden_size");
-  o.mlp_dim = c.get<int64_t>("mlp_dim");
-  o.num_heads = c.get<int64_t>("num_heads");
-  o.num_layers = c.get<int64_t>("num_layers");
+  o.hidden_size = size ? c.get<int64_t>("hidden_size", size->hidden) : c.get<int64_t>("hidden_size");
+  o.mlp_dim = size ? c.get<int64_t>("mlp_dim", size->mlp) : c.get<int64_t>("mlp_dim");
+  o.num_heads = size ? c.get<int64_t>("num_heads", size->heads) : c.get<int64_t>("num_heads");
+  o.num_layers = size ? c.get<int64_t>("num_layers", size->layers) : c.get<int64_t>("num_layers");
   o.representation_size = c.get_optional<int64_t>("representation_size");
   o.classifier = c.get<std::string>("classifier", "token");
+  if (o.classifier == "0") o.classifier = "token";
   o.positional_embedding = c.get<std::string>("positional_embedding", "learned_1d");
   o.dropout_rate = c.get<double>("dropout_rate", 0.1);
   o.attention_dropout_rate = c.get<double>("attention_dropout_rate", 0.1);
   o.stochastic_depth = c.get<double>("stochastic_depth", 0.0);
   o.num_classes = meta.num_classes;
   o.input_shape = meta.input_shape;
-  static const std::vector<std::string> classifiers{"token", "gap", "gmp", "gsp"};
+  static const std::vector<std::string> classifiers{"token", "gap", "gmp", "gsp", "map", "none"};
   if (std::find(classifiers.begin(), classifiers.end(), o.classifier) == classifiers.end())
     throw Error("config key 'model.classifier': unknown classifier '" + o.classifier +
-                "' (supported: token, gap, gmp, gsp)");
-  if (o.positional_embedding != "learned_1d" && o.positional_embedding != "none")
-    throw Error("config key 'model.positional_embedding': '" + o.positional_embedding +
-                "' is not supported yet (supported: learned_1d, none)");
+                "' (supported: token, 0, gap, gmp, gsp, map, none)");
+  static const std::vector<std::string> posembs{"learned_1d", "sinusoidal_1d", "sinusoidal_2d", "none"};
+  if (std::find(posembs.begin(), posembs.end(), o.positional_embedding) == posembs.end())
+    throw Error("config key 'model.positional_embedding': unknown '" + o.positional_embedding +
+                "' (supported: learned_1d, sinusoidal_1d, sinusoidal_2d, none)");
   if (o.input_shape.size() != 4)
     throw Error("ViT needs image inputs [-1, C, H, W], the dataset gives " +
                 std::to_string(o.input_shape.size()) + " dims");
@@ -53,37 +93,10 @@ ViTOptions ViTOptions::from_config(const common::ConfigDict& c, const dataset::M
     throw Error("ViT: image " + std::to_string(o.input_shape[2]) + "x" +
                 std::to_string(o.input_shape[3]) + " is not divisible by model.patches.size " +
                 std::to_string(o.patch_size[0]) + "x" + std::to_string(o.patch_size[1]));
+  if (o.hidden_size % o.num_heads)
+    throw Error("ViT: model.hidden_size " + std::to_string(o.hidden_size) + " is not divisible by model.num_heads " +
+                std::to_string(o.num_heads));
   return o;
-}
-
-namespace {
-torch::nn::LayerNorm layer_norm(int64_t d) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(1e-6));  // Flax's epsilon
-}
-}  // namespace
-
-Encoder1DBlockImpl::Encoder1DBlockImpl(const ViTOptions& o, double stochastic_depth)
-    : dropout_rate_(o.dropout_rate), stochastic_depth_(stochastic_depth) {
-  LayerNorm_0 = register_module("LayerNorm_0", layer_norm(o.hidden_size));
-  model::MultiHeadAttentionOptions attn;
-  attn.num_heads = o.num_heads;
-  attn.dropout_rate = o.attention_dropout_rate;
-  MultiHeadDotProductAttention_1 = register_module(
-      "MultiHeadDotProductAttention_1", model::MultiHeadAttention(o.hidden_size, attn));
-  LayerNorm_2 = register_module("LayerNorm_2", layer_norm(o.hidden_size));
-  model::MlpBlockOptions mlp;
-  mlp.mlp_dim = o.mlp_dim;
-  mlp.dropout_rate = o.dropout_rate;
-  MlpBlock_3 = register_module("MlpBlock_3", model::MlpBlock(o.hidden_size, mlp));
-}
-
-torch::Tensor Encoder1DBlockImpl::forward(const torch::Tensor& inputs) {
-  const bool train = is_training();
-  auto x = MultiHeadDotProductAttention_1(LayerNorm_0(inputs));
-  x = torch::dropout(x, dropout_rate_, train);
-  x = model::stochastic_depth(x, stochastic_depth_, train) + inputs;
-  auto y = MlpBlock_3(LayerNorm_2(x));
-  return model::stochastic_depth(y, stochastic_depth_, train) + x;
 }
 
 AddPositionEmbsImpl::AddPositionEmbsImpl(int64_t num_tokens, int64_t width) {
@@ -91,20 +104,62 @@ AddPositionEmbsImpl::AddPositionEmbsImpl(int64_t num_tokens, int64_t width) {
   torch::nn::init::normal_(pos_embedding, 0.0, 0.02);
 }
 
-EncoderImpl::EncoderImpl(const ViTOptions& o, int64_t num_tokens) : dropout_rate_(o.dropout_rate) {
+MAPHeadImpl::MAPHeadImpl(int64_t width, int64_t num_heads, int64_t mlp_dim) {
+  // Flax's xavier_uniform on a [1, 1, D] parameter: fan_in 1, fan_out D.
+  const double limit = std::sqrt(6.0 / (1.0 + static_cast<double>(width)));
+  probe = register_parameter("probe", torch::empty({1, 1, width}).uniform_(-limit, limit));
+  model::MultiHeadAttentionOptions attn;
+  attn.num_heads = num_heads;
+  MultiHeadDotProductAttention_0 = register_module("MultiHeadDotProductAttention_0", model::MultiHeadAttention(width, attn));
+  LayerNorm_0 = register_module("LayerNorm_0", model::flax_layer_norm(width));
+  model::MlpBlockOptions mlp;
+  mlp.mlp_dim = mlp_dim;
+  mlp.dropout_rate = 0.0;
+  MlpBlock_0 = register_module("MlpBlock_0", model::MlpBlock(width, mlp));
+}
+
+torch::Tensor MAPHeadImpl::forward(const torch::Tensor& x) {
+  auto q = probe.expand({x.size(0), 1, probe.size(2)});        // [B, 1, D]
+  auto y = MultiHeadDotProductAttention_0(q, x);               // [B, 1, D]
+  y = y + MlpBlock_0(LayerNorm_0(y));
+  return y.select(1, 0);                                       // [B, D]
+}
+
+EncoderImpl::EncoderImpl(const ViTOptions& o, int64_t num_tokens)
+    : dropout_rate_(o.dropout_rate), positional_embedding_(o.positional_embedding) {
   if (o.positional_embedding == "learned_1d") {
     posembed_input = register_module("posembed_input", AddPositionEmbs(num_tokens, o.hidden_size));
+  } else if (o.positional_embedding == "sinusoidal_1d") {
+    fixed_posemb_ = model::sinusoidal_init(num_tokens, o.hidden_size);  // [1, N, D]
+  } else if (o.positional_embedding == "sinusoidal_2d") {
+    const auto side = static_cast<int64_t>(std::llround(std::sqrt(static_cast<double>(num_tokens))));
+    if (side * side != num_tokens)
+      throw Error("ViT: positional_embedding sinusoidal_2d needs a square token grid, got " +
+                  std::to_string(num_tokens) + " tokens (a class token makes it non-square: use a pooling classifier)");
+    fixed_posemb_ = model::get_fixed_sincos_position_embedding({1, side, side, o.hidden_size})
+                        .reshape({1, num_tokens, o.hidden_size});
   }
+  // Not a buffer: a fixed function of the shape, so checkpoints and weight imports
+  // need not carry it; it follows the input's device on first use.
+  model::Encoder1DBlockOptions block;
+  block.mlp_dim = o.mlp_dim;
+  block.num_heads = o.num_heads;
+  block.dropout_rate = o.dropout_rate;
+  block.attention_dropout_rate = o.attention_dropout_rate;
   for (int64_t i = 0; i < o.num_layers; ++i) {
     // Stochastic depth grows linearly from 0 at the first block to the rate at the last.
-    const double rate = o.num_layers > 1 ? o.stochastic_depth * i / (o.num_layers - 1) : 0.0;
-    blocks.push_back(register_module("encoderblock_" + std::to_string(i), Encoder1DBlock(o, rate)));
+    block.stochastic_depth = o.num_layers > 1 ? o.stochastic_depth * i / (o.num_layers - 1) : 0.0;
+    blocks.push_back(register_module("encoderblock_" + std::to_string(i), Encoder1DBlock(o.hidden_size, block)));
   }
-  encoder_norm = register_module("encoder_norm", layer_norm(o.hidden_size));
+  encoder_norm = register_module("encoder_norm", model::flax_layer_norm(o.hidden_size));
 }
 
 torch::Tensor EncoderImpl::forward(const torch::Tensor& input) {
   auto x = posembed_input.is_empty() ? input : posembed_input(input);
+  if (fixed_posemb_.defined()) {
+    if (fixed_posemb_.device() != x.device()) fixed_posemb_ = fixed_posemb_.to(x.device());
+    x = x + fixed_posemb_;
+  }
   x = torch::dropout(x, dropout_rate_, is_training());
   for (auto& block : blocks) x = block(x);
   return encoder_norm(x);
@@ -124,6 +179,7 @@ ViT::ViT(const ViTOptions& o) : options_(o) {
     num_tokens += 1;
   }
   Transformer = register_module("Transformer", Encoder(o, num_tokens));
+  if (o.classifier == "map") MAPHead_0 = register_module("MAPHead_0", MAPHead(o.hidden_size, o.num_heads, o.mlp_dim));
   int64_t width = o.hidden_size;
   if (o.representation_size) {
     pre_logits = register_module("pre_logits", torch::nn::Linear(width, *o.representation_size));
@@ -156,9 +212,11 @@ torch::Tensor ViT::representation(const torch::Tensor& inputs) {
     x = x.mean(1);
   } else if (c == "gmp") {
     x = std::get<0>(x.max(1));
-  } else {  // gsp
+  } else if (c == "gsp") {
     x = x.sum(1);
-  }                                     // [B, D]
+  } else if (c == "map") {
+    x = MAPHead_0(x);
+  }                                     // [B, D]; `none` keeps [B, N, D]
   if (!pre_logits.is_empty()) x = torch::tanh(pre_logits(x));
   return x;                             // [B, D] (D = representation_size when set)
 }

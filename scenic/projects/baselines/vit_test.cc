@@ -2,6 +2,7 @@
 // parameter counts, Flax parameter names, a forward pass recomputed by hand from the
 // network's own weights for every classifier, train/eval behaviour and config errors.
 #include "scenic/projects/baselines/vit.h"
+#include "scenic/model_lib/layers/position_embeddings.h"
 
 #include <gtest/gtest.h>
 
@@ -348,6 +349,98 @@ TEST(ViTOptions, BadConfigsThrowNamingTheKey) {
   auto o = tiny("token");
   o.num_heads = 3;
   EXPECT_THROW(ViT{o}, scenic::Error);
+}
+
+}  // namespace
+}  // namespace scenic::baselines
+
+namespace scenic::baselines {
+namespace {
+
+TEST(ViTOptions, VariantFillsTheSizesScenicUses) {
+  dataset::MetaData meta;
+  meta.num_classes = 1000;
+  meta.input_shape = {-1, 3, 224, 224};
+  auto b16 = common::ConfigDict::from_yaml_string("model: {variant: B/16, dropout_rate: 0.0}\n").sub("model");
+  auto o = ViTOptions::from_config(b16, meta);
+  EXPECT_EQ(o.patch_size, (std::vector<int64_t>{16, 16}));
+  EXPECT_EQ(count_params(ViT(o)), 86'567'656);
+  // Explicit keys win over the variant's.
+  auto custom = common::ConfigDict::from_yaml_string("model: {variant: Ti/32, num_layers: 2}\n").sub("model");
+  auto c = ViTOptions::from_config(custom, meta);
+  EXPECT_EQ(c.patch_size, (std::vector<int64_t>{32, 32}));
+  EXPECT_EQ(c.hidden_size, 192);
+  EXPECT_EQ(c.num_layers, 2);
+  auto bad = common::ConfigDict::from_yaml_string("model: {variant: X/16}\n").sub("model");
+  EXPECT_CONTAINS(error_of([&] { ViTOptions::from_config(bad, meta); }), "model.variant");
+}
+
+// With no blocks the encoder is LayerNorm(tokens + table): the fixed tables can be read
+// back through a zero input (embedding weights zeroed, so tokens are 0).
+torch::Tensor encoded_zero_input(ViTOptions o) {
+  o.num_layers = 0;
+  ViT vit(o);
+  vit.eval();
+  torch::NoGradGuard no_grad;
+  vit.embedding->weight.zero_();
+  vit.embedding->bias.zero_();
+  auto tokens = torch::zeros({1, (o.input_shape[2] / o.patch_size[0]) * (o.input_shape[3] / o.patch_size[1]),
+                              o.hidden_size});
+  return vit.Transformer(tokens);
+}
+
+TEST(ViT, SinusoidalPositionEmbeddingsAreFixedTables) {
+  auto o = tiny("gap");
+  o.patch_size = {4, 4};
+  o.input_shape = {-1, 1, 16, 16};  // 4x4 patches -> a 4x4 grid, 16 tokens
+  o.hidden_size = 8;
+  o.num_heads = 2;
+  for (const std::string kind : {"sinusoidal_1d", "sinusoidal_2d"}) {
+    SCOPED_TRACE(kind);
+    o.positional_embedding = kind;
+    ViT vit(o);
+    for (const auto& p : vit.named_parameters()) EXPECT_EQ(p.key().find("posembed"), std::string::npos) << p.key();
+    auto table = kind == "sinusoidal_1d" ? model::sinusoidal_init(16, 8)
+                                         : model::get_fixed_sincos_position_embedding({1, 4, 4, 8}).reshape({1, 16, 8});
+    auto expected = torch::layer_norm(table, {8}, {}, {}, 1e-6);
+    EXPECT_TRUE(torch::allclose(encoded_zero_input(o), expected, 1e-5, 1e-6));
+  }
+  // pe[p, 0] = sin(p), pe[p, 1] = cos(p) for the 1-D table (frequency 1 at i = 0).
+  auto t = model::sinusoidal_init(16, 8);
+  EXPECT_NEAR(t[0][3][0].item<double>(), std::sin(3.0), 1e-6);
+  EXPECT_NEAR(t[0][3][1].item<double>(), std::cos(3.0), 1e-6);
+  // A class token makes the grid non-square, which Scenic refuses for sinusoidal_2d.
+  o.classifier = "token";
+  o.positional_embedding = "sinusoidal_2d";
+  EXPECT_CONTAINS(error_of([&] { ViT vit(o); }), "square");
+}
+
+TEST(ViT, MapHeadPoolsWithALearnedProbe) {
+  auto o = tiny("map");
+  ViT vit(o);
+  auto params = vit.named_parameters();
+  EXPECT_EQ(params["MAPHead_0.probe"].sizes(), (std::vector<int64_t>{1, 1, o.hidden_size}));
+  EXPECT_TRUE(params.contains("MAPHead_0.MultiHeadDotProductAttention_0.query.weight"));
+  EXPECT_TRUE(params.contains("MAPHead_0.MlpBlock_0.Dense_1.bias"));
+  vit.eval();
+  torch::NoGradGuard no_grad;
+  auto x = torch::randn({2, 1, 12, 8});
+  // Manual: probe attends over the encoded tokens, then y + MLP(LN(y)), then the head.
+  auto tokens = vit.embedding(x).flatten(2).transpose(1, 2);
+  tokens = vit.Transformer(tokens);
+  auto q = vit.MAPHead_0->probe.expand({2, 1, o.hidden_size});
+  auto y = vit.MAPHead_0->MultiHeadDotProductAttention_0->forward(q, tokens);
+  y = y + vit.MAPHead_0->MlpBlock_0->forward(vit.MAPHead_0->LayerNorm_0(y));
+  torch::nn::init::normal_(vit.output_projection->weight);
+  auto expected = vit.output_projection(y.select(1, 0));
+  EXPECT_TRUE(torch::allclose(vit.forward(x), expected, 1e-5, 1e-6));
+}
+
+TEST(ViT, NoneClassifierPredictsPerToken) {
+  auto o = tiny("none");
+  ViT vit(o);
+  // 12x8 input with 4x2 patches: 3x4 = 12 tokens, no class token.
+  EXPECT_EQ(vit.forward(torch::randn({2, 1, 12, 8})).sizes(), (std::vector<int64_t>{2, 12, o.num_classes}));
 }
 
 }  // namespace
