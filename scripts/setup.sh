@@ -18,6 +18,7 @@ APT_PACKAGES=(
   libopencv-imgcodecs-dev libopencv-imgproc-dev zlib1g-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   dataset-fashion-mnist python3-venv
+  libgloo-dev  # headers for c10d's ProcessGroupGloo (the torch wheel ships none)
 )
 
 missing=()
