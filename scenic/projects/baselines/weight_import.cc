@@ -12,7 +12,11 @@
 #include "scenic/common_lib/msgpack_tree.h"
 #include "scenic/common_lib/safetensors.h"
 #include "scenic/model_lib/layers/attention_layers.h"
+#include "scenic/model_lib/layers/masked_layers.h"
 #include "scenic/model_lib/layers/position_embeddings.h"
+#include "scenic/projects/baselines/bit_resnet.h"
+#include "scenic/projects/baselines/resnet.h"
+#include "scenic/projects/baselines/weight_import_resnet.h"
 
 namespace scenic::baselines {
 namespace {
@@ -48,6 +52,14 @@ struct Entry {
   bool is_stat = false;    // BatchNorm running statistics (Flax's batch_stats)
 };
 
+bool is_conv(torch::nn::Module* m) {
+  return dynamic_cast<torch::nn::Conv2dImpl*>(m) || dynamic_cast<StdConvImpl*>(m);  // StdConv: `weight` OIHW
+}
+bool is_norm(torch::nn::Module* m) {
+  return dynamic_cast<torch::nn::LayerNormImpl*>(m) || dynamic_cast<torch::nn::GroupNormImpl*>(m) ||
+         dynamic_cast<model::masked::GroupNormImpl*>(m);
+}
+
 std::vector<Entry> entries_of(torch::nn::Module& network) {
   std::map<std::string, torch::nn::Module*> modules{{"", &network}};
   for (const auto& item : network.named_modules("", /*include_self=*/false)) modules[item.key()] = item.value().get();
@@ -67,18 +79,19 @@ std::vector<Entry> entries_of(torch::nn::Module& network) {
         auto* lin = dynamic_cast<torch::nn::LinearImpl*>(module);
         heads = (kind == Kind::kAttentionOut ? lin->weight.size(1) : lin->weight.size(0)) / mha->head_dim();
       }
-    } else if (dynamic_cast<torch::nn::Conv2dImpl*>(module)) {
+    } else if (is_conv(module)) {
       kind = Kind::kConv;
-    } else if (dynamic_cast<torch::nn::LayerNormImpl*>(module) || dynamic_cast<torch::nn::GroupNormImpl*>(module)) {
+    } else if (is_norm(module)) {
       kind = Kind::kNorm;
-    } else if (dynamic_cast<torch::nn::BatchNorm2dImpl*>(module) || dynamic_cast<torch::nn::BatchNorm1dImpl*>(module)) {
-      kind = Kind::kBatchNorm;
+    } else if (dynamic_cast<torch::nn::BatchNorm2dImpl*>(module) || dynamic_cast<torch::nn::BatchNorm1dImpl*>(module) ||
+               dynamic_cast<FlaxBatchNormImpl*>(module)) {
+      kind = Kind::kBatchNorm;  // FlaxBatchNorm: `scale`, `bias` + buffers `mean`, `var`
     }
     for (const auto& p : module->named_parameters(/*recurse=*/false))
       out.push_back({prefix + p.key(), p.value(), kind, p.key(), heads, false});
     if (kind == Kind::kBatchNorm) {
       for (const auto& b : module->named_buffers(/*recurse=*/false)) {
-        if (b.key() == "running_mean" || b.key() == "running_var")
+        if (b.key() == "running_mean" || b.key() == "running_var" || b.key() == "mean" || b.key() == "var")
           out.push_back({prefix + b.key(), b.value(), kind, b.key(), 0, true});
       }
     }
@@ -104,9 +117,12 @@ std::vector<std::string> aliases(const std::string& segment) {
       {"LayerNorm_2", {"LayerNorm_1"}},
       {"MlpBlock_3", {"MlpBlock_0"}},
       {"output_projection", {"head"}},
+      {"embedding", {"stem"}},                         // big_vision Mixer
+      {"pre_logits_norm", {"pre_head_layer_norm"}},    // big_vision Mixer
   };
   std::vector<std::string> out{segment};
   if (auto it = kAliases.find(segment); it != kAliases.end()) out.insert(out.end(), it->second.begin(), it->second.end());
+  if (segment.starts_with("mixerblock_")) out.push_back("MixerBlock_" + segment.substr(11));  // big_vision Mixer
   return out;
 }
 
@@ -129,6 +145,11 @@ std::vector<std::string> flax_candidates(const Entry& e) {
 
 // Flax layout -> ours (see the header's table).
 torch::Tensor from_flax(const Entry& e, const torch::Tensor& t) {
+  // Old Linen GroupNorm/LayerNorm parameters were stored unsqueezed ([1, 1, 1, C]; what
+  // big_vision's bit.fix_old_checkpoints squeezes).
+  if (e.kind == Kind::kNorm && t.dim() > e.tensor.dim() && t.numel() == e.tensor.numel() &&
+      t.size(-1) == e.tensor.size(-1))
+    return t.reshape(e.tensor.sizes());
   if (e.leaf == "weight") {
     if (e.kind == Kind::kConv && t.dim() == 4) return t.permute({3, 2, 0, 1});  // HWIO -> OIHW
     if (e.kind == Kind::kAttentionIn && t.dim() == 3) return t.reshape({t.size(0), -1}).t();   // [D, H, d]
@@ -247,7 +268,7 @@ WeightImportReport apply(std::vector<Entry>& entries, const TensorMap& values,
 
 // The root under which a tree holds its parameters (see the header).
 std::string params_root(const TensorMap& tree) {
-  for (const char* root : {"optimizer/target/", "params/params/", "params/"}) {
+  for (const char* root : {"optimizer/target/", "opt/target/", "params/params/", "params/"}) {
     for (const auto& [k, v] : tree) {
       if (k.starts_with(root)) return root;
     }
@@ -448,6 +469,11 @@ WeightImportReport init_from_checkpoint(torch::nn::Module& network, const std::s
         auto* vit = dynamic_cast<ViT*>(&network);
         if (vit == nullptr) throw Error("timm ViT weights need a ViT model");
         return import_timm_vit(*vit, file.tensors, options);
+      }
+      if (is_torchvision_resnet_state(file.tensors)) {
+        auto* resnet = dynamic_cast<ResNet*>(&network);
+        if (resnet == nullptr) throw Error("torchvision/timm ResNet weights need a ResNet model");
+        return import_torchvision_resnet(*resnet, file.tensors, options);
       }
       return import_native(network, file.tensors, options);
     }

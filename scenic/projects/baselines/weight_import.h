@@ -11,19 +11,27 @@
 //   attention q/k/v [H*d, D]     <- DenseGeneral kernel [D, H, d]; bias [H, d] flattened
 //   attention out   [D, H*d]     <- DenseGeneral kernel [H, d, D]
 //   Conv2d weight OIHW           <- Conv kernel HWIO
-//   LayerNorm/GroupNorm/BatchNorm weight <- scale; BatchNorm running_mean/var <- the
-//   `batch_stats` collection's mean/var (Scenic's model_state)
+//   BiT's StdConv weight OIHW    <- StdConv kernel HWIO (standardized when used, not here)
+//   LayerNorm/GroupNorm/BatchNorm weight <- scale (old Linen [1, 1, 1, C] norm parameters
+//   are squeezed); BatchNorm running_mean/var and FlaxBatchNorm mean/var <- the
+//   `batch_stats` collection's mean/var (Scenic's model_state: `model_state/batch_stats/`,
+//   `model_state/` or top-level `batch_stats/`)
 // Names have aliases for the other ViT naming schemes: Flax Linen's per-class counters
 // (MultiHeadDotProductAttention_0, LayerNorm_1, MlpBlock_0, what Scenic's vit.py
 // produces), the original ViT/AugReg names (_1, _2, _3, which our modules use), `head`
-// for `output_projection` and big_vision's top-level `pos_embedding`.
+// for `output_projection` and big_vision's top-level `pos_embedding`; and big_vision's
+// Mixer names (`stem`, `MixerBlock_i`, `pre_head_layer_norm`, `head`). ResNet and BiT
+// use Scenic's names, which big_vision's bit.py shares (but `head`).
 // The tree's root is found by itself: `params/` (Scenic's TrainState), `optimizer/target/`
-// (old flax.optim states), `params/params/` (a variables dict), or the bare tree.
+// (old flax.optim states), `opt/target/` (big_vision checkpoints, as Scenic's
+// convert_big_vision_to_scenic_checkpoint reads them), `params/params/` (a variables
+// dict), or the bare tree.
 //
 // timm ViT safetensors map key by key (patch_embed.proj, cls_token, pos_embed,
 // blocks.i.{norm1, attn.qkv (q, k, v stacked on dim 0), attn.proj, norm2, mlp.fc1,
-// mlp.fc2}, norm, pre_logits.fc, head). Other safetensors files are read by our own
-// parameter names (what export_native writes), for any network.
+// mlp.fc2}, norm, pre_logits.fc, head). torchvision/timm ResNet safetensors go through
+// weight_import_resnet.h. Other safetensors files are read by our own parameter names
+// (what export_native writes), for any network.
 //
 // Transfer surgery, as Scenic's ViT loader: a position embedding of another grid is
 // resized (scipy.ndimage.zoom(order=1), class token kept, dropped or taken from the
