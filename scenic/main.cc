@@ -3,6 +3,9 @@
 //   scenic eval  --workdir D            evaluate the latest checkpoint on the test split
 //   scenic list  models|datasets|trainers
 //   scenic plot  --workdir D [--metrics a,b] [--out F.png]   learning curves to a PNG
+//   scenic info  --config F.yaml       parameter table and GFLOPs per example
+//   scenic bench --config F.yaml [--steps N --batch_size B --mode train|eval]   step speed
+//   scenic launch --nproc_per_node N [--master_port P] -- scenic train ...   N data-parallel processes
 // Errors are caught here once: one line on stderr, exit status 1. A run stopped by
 // SIGTERM/SIGINT saves a checkpoint and exits with 128 + the signal number.
 #include <CLI/CLI.hpp>
@@ -21,9 +24,12 @@
 #include "scenic/model_lib/models.h"
 #include "scenic/projects/baselines/baselines.h"
 #include "scenic/projects/baselines/weight_import.h"
+#include "scenic/train_lib/benchmark.h"
 #include "scenic/train_lib/checkpoints.h"
 #include "scenic/train_lib/ema.h"
+#include "scenic/train_lib/launcher.h"
 #include "scenic/train_lib/preemption.h"
+#include "scenic/train_lib/setup.h"
 #include "scenic/train_lib/train_utils.h"
 #include "scenic/train_lib/trainers.h"
 
@@ -38,31 +44,10 @@ void register_everything() {
   scenic::train::register_builtin_trainers(scenic::train::TrainerRegistry::global());
 }
 
-// Threads for LibTorch's intra-op pool: all cores unless `num_threads` says otherwise.
-void set_threads(const ConfigDict& config) {
-  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int n = config.get<int>("num_threads", 0);
-  torch::set_num_threads(n > 0 ? n : hw);
-}
-
-std::shared_ptr<scenic::dataset::Dataset> build_dataset(const ConfigDict& config) {
-  scenic::dataset::DatasetOptions opts;
-  opts.batch_size = config.get<int64_t>("batch_size");
-  opts.eval_batch_size = config.get<int64_t>("eval_batch_size", opts.batch_size);
-  opts.shuffle_seed = static_cast<uint64_t>(
-      config.get<int64_t>("shuffle_seed", config.get<int64_t>("rng_seed", 0)));
-  opts.prefetch = config.get<int64_t>("dataset_configs.prefetch", 2);
-  opts.dataset_configs = config.sub("dataset_configs");
-  const auto dtype = config.get<std::string>("data_dtype_str", "float32");
-  if (dtype != "float32") throw scenic::Error("config key 'data_dtype_str': only float32 is supported, got '" + dtype + "'");
-  return scenic::dataset::DatasetRegistry::global().build(config.get<std::string>("dataset_name"), opts);
-}
-
-std::shared_ptr<scenic::model::BaseModel> build_model(const ConfigDict& config,
-                                                      const scenic::dataset::MetaData& meta) {
-  const auto name = config.get<std::string>("model_name");
-  return scenic::model::ModelRegistry::global().get(name)(config, meta);
-}
+// Threads, dataset and model from the config (shared with `scenic info` / `scenic bench`).
+using scenic::train::build_dataset;
+using scenic::train::build_model;
+using scenic::train::set_threads;
 
 int cmd_train(const std::string& config_path, const std::string& workdir,
               const std::vector<std::string>& overrides) {
@@ -206,12 +191,67 @@ int main(int argc, char** argv) {
       ->delimiter(',');
   plot->add_option("--out", plot_out, "Output PNG (default: <workdir>/curves.png)");
 
+  // ---- `scenic info` / `scenic bench` (scenic/train_lib/benchmark.h). Self-contained:
+  // each runs from its CLI11 callback and ends parse() with CLI::RuntimeError(status),
+  // which app.exit() below returns as the exit status without printing anything.
+  std::vector<int64_t> tool_input_shape;
+  int64_t tool_num_classes = 0;
+  scenic::train::BenchOptions bench_options;
+  bool bench_json = false;
+  auto* info = app.add_subcommand("info", "Parameter table and GFLOPs per example of a config's model");
+  auto* bench = app.add_subcommand("bench", "Time the training or evaluation step on synthetic batches");
+  for (auto* sub : {info, bench}) {
+    sub->add_option("--config", config_path, "YAML config file")->required()->check(CLI::ExistingFile);
+    sub->add_option("--input_shape", tool_input_shape, "C,H,W inputs instead of the config's dataset")
+        ->delimiter(',');
+    sub->add_option("--num_classes", tool_num_classes, "Number of classes (with --input_shape)");
+    sub->allow_extras();
+    sub->footer("Override any config key with --config.a.b=value (e.g. --config.model.num_layers=2).");
+  }
+  bench->add_option("--steps", bench_options.steps, "Timed steps")->capture_default_str();
+  bench->add_option("--warmup_steps", bench_options.warmup_steps, "Untimed steps first")->capture_default_str();
+  bench->add_option("--batch_size", bench_options.batch_size, "Batch size (default: the config's batch_size)");
+  bench->add_option("--mode", bench_options.mode, "train | eval")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"train", "eval"}));
+  bench->add_option("--matmul_size", bench_options.matmul_size, "n of the n^3 fp32 matmul peak probe (0: skip)")
+      ->capture_default_str();
+  bench->add_flag("--json", bench_json, "Print one JSON object instead of the table");
+  for (auto* sub : {info, bench}) {
+    sub->callback([&, sub] {
+      int status = 1;
+      try {
+        register_everything();
+        const scenic::train::MetaOverride meta{tool_input_shape, tool_num_classes};
+        status = sub == info ? scenic::train::run_info(config_path, sub->remaining(), meta)
+                             : scenic::train::run_bench(config_path, sub->remaining(), meta, bench_options, bench_json);
+      } catch (const std::exception& e) {
+        std::string msg = e.what();
+        if (dynamic_cast<const scenic::Error*>(&e) == nullptr) msg = msg.substr(0, msg.find('\n'));
+        scenic::common::log_line("E", std::string("error: ") + msg);
+      }
+      throw CLI::RuntimeError(status);
+    });
+  }
+
+  scenic::train::LaunchOptions launch_options;
+  std::vector<std::string> launch_command;
+  auto* launch = app.add_subcommand("launch", "Run a command as N data-parallel processes on this machine "
+                                              "(torchrun's variables; docs/distributed.md)");
+  launch->add_option("--nproc_per_node", launch_options.nproc_per_node, "Processes to start")->required();
+  launch->add_option("--master_port", launch_options.master_port, "Rendezvous port")->capture_default_str();
+  launch->add_option("--master_addr", launch_options.master_addr, "Address of node 0")->capture_default_str();
+  launch->add_option("--nnodes", launch_options.nnodes, "Machines in the job")->capture_default_str();
+  launch->add_option("--node_rank", launch_options.node_rank, "This machine's index")->capture_default_str();
+  launch->add_option("command", launch_command, "The command, after --: scenic train ...")->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
   try {
+    if (*launch) return scenic::train::launch(launch_options, launch_command);
     register_everything();
     if (*train) return cmd_train(config_path, workdir, train->remaining());
     if (*eval) return cmd_eval(workdir);

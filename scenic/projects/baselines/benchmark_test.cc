@@ -1,0 +1,220 @@
+// `scenic info` / `scenic bench` on baseline models (train_lib/benchmark.h): FLOP counts
+// checked against hand-written formulas, the parameter table against the module, and
+// the structure of a short bench run (no timing assertions).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "scenic/common_lib/config.h"
+#include "scenic/common_lib/npz.h"
+#include "scenic/common_lib/testing.h"
+#include "scenic/model_lib/models.h"
+#include "scenic/projects/baselines/baselines.h"
+#include "scenic/train_lib/benchmark.h"
+#include "scenic/train_lib/optimizers.h"
+
+namespace scenic::baselines {
+namespace {
+
+dataset::MetaData mnist_meta() {
+  dataset::MetaData meta;
+  meta.num_classes = 10;
+  meta.input_shape = {-1, 1, 28, 28};
+  return meta;
+}
+
+std::shared_ptr<model::BaseModel> make_model(const std::string& yaml) {
+  static model::ModelRegistry* registry = [] {
+    auto* r = new model::ModelRegistry();
+    register_baseline_models(*r);
+    return r;
+  }();
+  const auto config = common::ConfigDict::from_yaml_string(yaml);
+  return registry->get(config.get<std::string>("model_name"))(config, mnist_meta());
+}
+
+// A small ViT on 28x28x1: patch 7 -> Np = 16 patches, N = 17 tokens with [CLS],
+// D = 32, M = 64, 4 heads, L = 2 layers, K = 10 classes.
+const char* const kTinyViT = R"(
+model_name: vit_classification
+batch_size: 4
+rng_seed: 0
+model:
+  patches: {size: [7, 7]}
+  hidden_size: 32
+  mlp_dim: 64
+  num_heads: 4
+  num_layers: 2
+  classifier: token
+  dropout_rate: 0.0
+  attention_dropout_rate: 0.0
+optimizer_configs:
+  optimizer: adamw
+  weight_decay: 0.1
+  skip_scale_and_bias_regularization: true
+max_grad_norm: 1.0
+lr_configs: {base_learning_rate: 0.001}
+)";
+
+TEST(ModelInfo, FullyConnectedFlopsAndParameterTable) {
+  auto model = make_model("model_name: fully_connected_classification\nmodel: {hid_sizes: [64, 64]}\n");
+  const auto info = train::model_info(*model, "fully_connected_classification");
+  // Multiply-adds of 784 -> 64 -> 64 -> 10: 784*64 + 64*64 + 64*10 = 50,176 + 4,096 + 640 = 54,912.
+  EXPECT_EQ(info.flops_per_example, 54'912);
+  // Parameters: the weights above plus biases 64 + 64 + 10 = 55,050, = the module's numel sum.
+  EXPECT_EQ(info.num_params, 55'050);
+  int64_t numel = 0;
+  for (const auto& p : model->build_network()->parameters()) numel += p.numel();
+  EXPECT_EQ(info.num_params, numel);
+  ASSERT_EQ(info.params.size(), 6u);
+  EXPECT_EQ(info.params[0].name, "Dense_0.weight");
+  EXPECT_EQ(info.params[0].shape, (std::vector<int64_t>{64, 784}));
+  const auto text = train::format_model_info(info);
+  EXPECT_CONTAINS(text, "Total: 55,050\n");
+  EXPECT_CONTAINS(text, "GFLOPs per example (forward, batch 1, multiply-add = 1 FLOP): 0.0001 (54,912 multiply-adds)");
+}
+
+TEST(ModelInfo, ViTFlopsFollowTheFormula) {
+  auto model = make_model(kTinyViT);
+  const auto info = train::model_info(*model, "vit_classification");
+  // F = patch embed  Np * D * (C * p * p)                   = 16 * 32 * 49           =  25,088
+  //   + L x [ q, k, v, out projections  4 * N * D * D      = 4 * 17 * 32 * 32       =  69,632
+  //           attention q k^T and w v   2 * N * N * D      = 2 * 17 * 17 * 32       =  18,496
+  //           MLP                       2 * N * D * M      = 2 * 17 * 32 * 64       =  69,632 ]
+  //                                                           per layer 157,760, x 2 = 315,520
+  //   + head                            D * K              = 32 * 10                =     320
+  //   = 340,928.
+  EXPECT_EQ(info.flops_per_example, 340'928);
+  EXPECT_EQ(info.flops_by_op.at("aten::scaled_dot_product_attention"), 2 * 18'496);
+  // Parameters: embedding 49*32 + 32; cls 32; pos 17*32; per layer 2 LNs (4*32),
+  // q/k/v/out 4*(32*32 + 32), MLP 32*64 + 64 + 64*32 + 32; encoder_norm 64; head 32*10 + 10.
+  const int64_t per_layer = 4 * 32 + 4 * (32 * 32 + 32) + (32 * 64 + 64) + (64 * 32 + 32);
+  const int64_t expected = (49 * 32 + 32) + 32 + 17 * 32 + 2 * per_layer + 64 + (32 * 10 + 10);
+  EXPECT_EQ(info.num_params, expected);
+  int64_t numel = 0;
+  for (const auto& p : model->build_network()->parameters()) numel += p.numel();
+  EXPECT_EQ(common::total_size(info.params), numel);
+}
+
+TEST(Bench, TrainAndEvalReturnSaneFields) {
+  auto model = make_model(kTinyViT);
+  const auto config = common::ConfigDict::from_yaml_string(kTinyViT);
+  for (const std::string mode : {"train", "eval"}) {
+    SCOPED_TRACE(mode);
+    train::BenchOptions o;
+    o.steps = 3;
+    o.warmup_steps = 1;
+    o.mode = mode;
+    o.matmul_size = 64;
+    const auto r = train::bench(config, *model, o);
+    EXPECT_EQ(r.mode, mode);
+    EXPECT_EQ(r.model_name, "vit_classification");
+    EXPECT_EQ(r.device, "cpu");
+    EXPECT_EQ(r.batch_size, 4);  // the config's
+    EXPECT_EQ(r.steps, 3);
+    EXPECT_EQ(r.flops_per_example, 340'928);  // the formula above
+    EXPECT_GT(r.num_params, 0);
+    EXPECT_GT(r.threads, 0);
+    EXPECT_GT(r.examples_per_sec, 0);
+    EXPECT_GT(r.ms_min, 0);
+    EXPECT_LE(r.ms_min, r.ms_p10);
+    EXPECT_LE(r.ms_p10, r.ms_median);
+    EXPECT_LE(r.ms_median, r.ms_p90);
+    EXPECT_LE(r.ms_p90, r.ms_max);
+    EXPECT_GT(r.peak_rss_mib, 0);
+    EXPECT_EQ(r.gpu_peak_allocated_mib, -1);  // not on CUDA
+    // achieved = FLOPs/example x (3 for train, 1 for eval) x examples/s.
+    EXPECT_NEAR(r.achieved_gflops, 340'928 * (mode == "train" ? 3.0 : 1.0) * r.examples_per_sec / 1e9, 1e-9);
+    EXPECT_GT(r.matmul_gflops, 0);
+    EXPECT_NEAR(r.peak_fraction, r.achieved_gflops / r.matmul_gflops, 1e-12);
+    if (mode == "train") {
+      // Zero-initialised head: the first loss is ln 10 = 2.303; a few AdamW steps at
+      // lr 1e-3 on random labels keep it near there.
+      EXPECT_GT(r.last_loss, 1.5);
+      EXPECT_LT(r.last_loss, 3.5);
+    }
+    const auto j = train::to_json(r);
+    EXPECT_EQ(j.at("examples_per_sec").get<double>(), r.examples_per_sec);
+    EXPECT_EQ(j.at("mode").get<std::string>(), mode);
+    EXPECT_CONTAINS(train::format_bench_result(r), "examples/s");
+  }
+  // --batch_size overrides the config's; a bad mode is an error naming the flag.
+  train::BenchOptions o;
+  o.steps = 1;
+  o.warmup_steps = 0;
+  o.batch_size = 2;
+  o.matmul_size = 0;
+  const auto r = train::bench(config, *model, o);
+  EXPECT_EQ(r.batch_size, 2);
+  EXPECT_EQ(r.matmul_gflops, 0);
+  o.mode = "infer";
+  EXPECT_CONTAINS(testing::error_of([&] { train::bench(config, *model, o); }), "--mode must be train or eval");
+}
+
+// bench/reference/vit_torch.py (the PyTorch side of bench/compare.sh) is the same model
+// and the same training step as ours: with its weights loaded, our ViT gives its logits
+// and loss on its batch, and one step of our clipping + AdamW gives its parameters.
+// Fixture: tools/fixtures/make_vit_bench_reference_fixture.py.
+TEST(ReferenceParity, TorchReferenceIsTheSameModelAndStep) {
+  const auto f = common::read_npz(std::string(SCENIC_SOURCE_DIR) +
+                                  "/scenic/projects/baselines/testdata/vit_bench_reference.npz");
+  auto model = make_model(R"(
+model_name: vit_classification
+label_smoothing: 0.1
+model:
+  patches: {size: [14, 14]}
+  hidden_size: 16
+  mlp_dim: 32
+  num_heads: 2
+  num_layers: 2
+  classifier: token
+  dropout_rate: 0.0
+  attention_dropout_rate: 0.0
+  stochastic_depth: 0.0
+optimizer_configs:
+  optimizer: adamw
+  eps: 0.001  # as the fixture (see its docstring)
+  weight_decay: 0.1
+  skip_scale_and_bias_regularization: true
+)");
+  auto network = model->build_network();
+  auto named = network->named_parameters();
+  int64_t loaded = 0;
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : named) {
+      ASSERT_TRUE(f.count("param/" + p.key())) << p.key();
+      p.value().copy_(f.at("param/" + p.key()));
+      ++loaded;
+    }
+  }
+  EXPECT_EQ(loaded, 40);  // every parameter of the reference, none left over
+  int64_t in_fixture = 0;
+  for (const auto& [k, _] : f) in_fixture += k.rfind("param/", 0) == 0;
+  EXPECT_EQ(in_fixture, loaded);
+
+  network->train();
+  dataset::Batch batch{{"inputs", f.at("inputs")},
+                       {"label", f.at("labels").to(torch::kLong)},
+                       {"batch_mask", torch::ones({6})}};
+  auto logits = network->forward(batch.at("inputs"));
+  EXPECT_TRUE(torch::allclose(logits, f.at("logits"), 1e-5, 1e-5)) << (logits - f.at("logits")).abs().max();
+  auto loss = model->loss_function(logits, batch, network.get());
+  EXPECT_NEAR(loss.item<double>(), f.at("loss").item<double>(), 1e-5);
+
+  auto optimizer = train::make_optimizer(model->config(), named);
+  train::set_learning_rate(*optimizer, 0.01);
+  optimizer->zero_grad();
+  loss.backward();
+  const auto norm = train::clip_grad_global_norm(network->parameters(), 0.1);
+  EXPECT_NEAR(norm.item<double>(), f.at("grad_norm").item<double>(), 1e-5);
+  optimizer->step();
+  for (const auto& p : named) {
+    const auto& after = f.at("after/" + p.key());
+    EXPECT_TRUE(torch::allclose(p.value(), after, 1e-5, 1e-6)) << p.key() << " " << (p.value() - after).abs().max();
+  }
+}
+
+}  // namespace
+}  // namespace scenic::baselines

@@ -1,0 +1,37 @@
+#include "scenic/train_lib/setup.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <thread>
+
+#include "scenic/common_lib/errors.h"
+#include "scenic/model_lib/models.h"
+
+namespace scenic::train {
+
+void set_threads(const common::ConfigDict& config) {
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int n = config.get<int>("num_threads", 0);
+  torch::set_num_threads(n > 0 ? n : hw);
+}
+
+std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config) {
+  dataset::DatasetOptions opts;
+  opts.batch_size = config.get<int64_t>("batch_size");
+  opts.eval_batch_size = config.get<int64_t>("eval_batch_size", opts.batch_size);
+  opts.shuffle_seed = static_cast<uint64_t>(
+      config.get<int64_t>("shuffle_seed", config.get<int64_t>("rng_seed", 0)));
+  opts.prefetch = config.get<int64_t>("dataset_configs.prefetch", 2);
+  opts.dataset_configs = config.sub("dataset_configs");
+  const auto dtype = config.get<std::string>("data_dtype_str", "float32");
+  if (dtype != "float32") throw Error("config key 'data_dtype_str': only float32 is supported, got '" + dtype + "'");
+  return dataset::DatasetRegistry::global().build(config.get<std::string>("dataset_name"), opts);
+}
+
+std::shared_ptr<model::BaseModel> build_model(const common::ConfigDict& config, const dataset::MetaData& meta) {
+  const auto name = config.get<std::string>("model_name");
+  return model::ModelRegistry::global().get(name)(config, meta);
+}
+
+}  // namespace scenic::train

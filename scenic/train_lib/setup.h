@@ -1,0 +1,27 @@
+// Building an experiment from its config: intra-op threads, the dataset, the model.
+//
+// What Scenic's main.py does before it calls the trainer (`get_dataset`,
+// `get_model_cls(config.model_name)(config, dataset.meta_data)`), shared by the `scenic`
+// subcommands (train, eval, info, bench). The registries must be filled first
+// (main's register_everything()).
+#pragma once
+
+#include <memory>
+
+#include "scenic/common_lib/config.h"
+#include "scenic/dataset_lib/dataset.h"
+#include "scenic/model_lib/base_models/base_model.h"
+
+namespace scenic::train {
+
+// LibTorch's intra-op pool: all cores unless `num_threads` says otherwise.
+void set_threads(const common::ConfigDict& config);
+
+// `dataset_name` from the dataset registry with `batch_size`, `eval_batch_size`,
+// `shuffle_seed` (default `rng_seed`), `dataset_configs.*`; float32 data only.
+std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config);
+
+// `model_name` from the model registry, for a dataset's meta data.
+std::shared_ptr<model::BaseModel> build_model(const common::ConfigDict& config, const dataset::MetaData& meta);
+
+}  // namespace scenic::train

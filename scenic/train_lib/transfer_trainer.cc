@@ -1,0 +1,399 @@
+#include "scenic/train_lib/transfer_trainer.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <regex>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include "scenic/common_lib/logging.h"
+#include "scenic/common_lib/progress.h"
+#include "scenic/train_lib/checkpoints.h"
+#include "scenic/train_lib/chrono.h"
+#include "scenic/train_lib/fewshot.h"
+#include "scenic/train_lib/linear_probe.h"
+#include "scenic/train_lib/lr_schedules.h"
+#include "scenic/train_lib/optimizers.h"
+#include "scenic/train_lib/preemption.h"
+#include "scenic/train_lib/train_utils.h"
+
+namespace scenic::train {
+namespace fs = std::filesystem;
+namespace {
+
+std::string format_metrics(const std::map<std::string, double>& m) {
+  std::string s;
+  for (const auto& [k, v] : m) {
+    if (k.rfind("zz/", 0) == 0) continue;  // every (shots, l2) pair: too many for the log
+    char buf[128];
+    std::snprintf(buf, sizeof(buf), "%s%s=%.5g", s.empty() ? "" : " ", k.c_str(), v);
+    s += buf;
+  }
+  return s;
+}
+
+void init_head_bias(model::Network& network, double value) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : network.named_parameters())
+    if (p.key().rfind("output_projection.", 0) == 0 && p.key().size() > 5 &&
+        p.key().compare(p.key().size() - 5, 5, ".bias") == 0)
+      p.value().fill_(value);
+}
+
+std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> g;
+  g.reserve(params.size());
+  for (const auto& p : params) g.push_back(p.grad());
+  return g;
+}
+
+// `eval_sets`: a list of splits or a mapping name -> split; default [valid].
+std::vector<std::pair<std::string, std::string>> read_eval_sets(const common::ConfigDict& config) {
+  std::vector<std::pair<std::string, std::string>> sets;
+  if (!config.has("eval_sets")) {
+    config.get<std::string>("eval_sets", "valid");  // records the default
+    return {{"valid", "valid"}};
+  }
+  const auto& j = config.json("eval_sets");
+  if (j.is_string()) return {{j.get<std::string>(), j.get<std::string>()}};
+  if (j.is_array()) {
+    for (const auto& e : j) {
+      if (!e.is_string()) throw Error("config key 'eval_sets': expected split names, got " + e.dump());
+      sets.emplace_back(e.get<std::string>(), e.get<std::string>());
+    }
+  } else if (j.is_object()) {
+    for (const auto& [name, split] : j.items()) {
+      if (!split.is_string())
+        throw Error("config key 'eval_sets." + name + "': expected a split name, got " + split.dump());
+      sets.emplace_back(name, split.get<std::string>());
+    }
+  } else {
+    throw Error("config key 'eval_sets': expected a list of splits or a mapping name -> split, got " + j.dump());
+  }
+  std::set<std::string> seen;
+  for (const auto& [name, _] : sets) {
+    if (name == "train" || name == "fewshot" || name == "linear_eval")
+      throw Error("config key 'eval_sets': '" + name + "' is reserved for other metrics; rename the eval set");
+    if (!seen.insert(name).second) throw Error("config key 'eval_sets': '" + name + "' appears twice");
+  }
+  if (sets.empty()) throw Error("config key 'eval_sets' is empty");
+  return sets;
+}
+
+// One pass over `split`; for one-hot (or multi-hot) targets, examples whose label is
+// all zeros count nowhere (Scenic: batch_mask *= label.max(-1)).
+std::map<std::string, double> evaluate_split(model::Network& network, const model::BaseModel& model,
+                                             dataset::Dataset& dataset, const std::string& split,
+                                             const torch::Device& device, int64_t max_steps) {
+  torch::NoGradGuard no_grad;
+  network.eval();
+  auto metrics_fn = model.get_metrics_fn(split);
+  const bool onehot = dataset.meta_data.target_is_onehot;
+  MetricsAccumulator acc;
+  auto it = dataset.eval_iter(split);
+  int64_t steps = 0;
+  while (auto batch = it->next()) {
+    auto b = batch_to_device(*batch, device);
+    if (onehot && b.count("batch_mask") && b.at("label").dim() == 2)
+      b["batch_mask"] = b.at("batch_mask") * std::get<0>(b.at("label").max(-1)).to(b.at("batch_mask").dtype());
+    acc.add(metrics_fn(network.forward(b.at("inputs")), b));
+    if (max_steps > 0 && ++steps >= max_steps) break;
+  }
+  return acc.summary();
+}
+
+std::string shape_str(const torch::Tensor& t) { return c10::str(t.sizes()); }
+
+}  // namespace
+
+// ---- init_from ----
+
+std::string InitFromReport::describe() const {
+  std::string s = "init_from " + path + " (step " + std::to_string(step) + "): loaded " +
+                  std::to_string(loaded.size()) + " tensors";
+  if (!reinitialized.empty()) {
+    s += "; re-initialized:";
+    for (const auto& r : reinitialized) s += " " + r + ";";
+  }
+  if (!unused.empty()) {
+    s += " not in this network:";
+    for (const auto& u : unused) s += " " + u;
+  }
+  return s;
+}
+
+std::string resolve_checkpoint_path(const std::string& path) {
+  if (fs::is_regular_file(path)) return path;
+  if (fs::is_directory(path)) {
+    if (auto latest = latest_checkpoint(path)) return *latest;
+    if (auto latest = latest_checkpoint((fs::path(path) / "checkpoints").string())) return *latest;
+    throw Error("config key 'init_from.checkpoint_path': no checkpoint_<step> in '" + path + "' or '" + path +
+                "/checkpoints'");
+  }
+  throw Error("config key 'init_from.checkpoint_path': '" + path + "' does not exist");
+}
+
+InitFromReport init_from_checkpoint(const std::string& path, torch::nn::Module& network, const std::string& skip_regex,
+                                    const std::string& head_prefix) {
+  InitFromReport report;
+  report.path = resolve_checkpoint_path(path);
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(report.path);
+  } catch (const std::exception& e) {
+    throw Error("init_from: checkpoint '" + report.path + "' cannot be read: " + std::string(e.what()).substr(0, 200));
+  }
+  c10::IValue step;
+  if (archive.try_read("step", step)) report.step = step.toInt();
+  std::optional<std::regex> skip;
+  if (!skip_regex.empty()) {
+    try {
+      skip.emplace(skip_regex);
+    } catch (const std::regex_error& e) {
+      throw Error("config key 'init_from.skip_regex': bad regex '" + skip_regex + "': " + e.what());
+    }
+  }
+  torch::NoGradGuard no_grad;
+  auto copy_section = [&](const char* section, const std::vector<std::pair<std::string, torch::Tensor>>& targets,
+                          const char* what) {
+    torch::serialize::InputArchive src;
+    if (!archive.try_read(section, src)) {
+      if (std::string(section) == "params") throw Error("init_from: '" + report.path + "' has no 'params' section");
+      return;
+    }
+    std::set<std::string> used;
+    for (const auto& [name, target] : targets) {
+      const bool is_head = name.rfind(head_prefix, 0) == 0;
+      torch::Tensor value;
+      const bool present = src.try_read(name, value);
+      if (present) used.insert(name);
+      if (skip && std::regex_search(name, *skip)) {
+        report.reinitialized.push_back(name + " " + shape_str(target) + " (skip_regex)");
+        continue;
+      }
+      if (!present) {
+        if (is_head) {
+          report.reinitialized.push_back(name + " " + shape_str(target) + " (not in the checkpoint)");
+          continue;
+        }
+        throw Error("init_from: checkpoint '" + report.path + "' has no " + what + " '" + name +
+                    "' (add it to init_from.skip_regex to keep it freshly initialized)");
+      }
+      if (value.sizes() != target.sizes()) {
+        if (is_head) {
+          report.reinitialized.push_back(name + " " + shape_str(target) + " (checkpoint " + shape_str(value) + ")");
+          continue;
+        }
+        throw Error("init_from: " + std::string(what) + " '" + name + "' has shape " + shape_str(value) +
+                    " in checkpoint '" + report.path + "' but the model expects " + shape_str(target));
+      }
+      const_cast<torch::Tensor&>(target).copy_(value);
+      report.loaded.push_back(name);
+    }
+    for (const auto& key : src.keys())
+      if (!used.count(key)) report.unused.push_back(key);
+  };
+  std::vector<std::pair<std::string, torch::Tensor>> params, buffers;
+  for (const auto& p : network.named_parameters()) params.emplace_back(p.key(), p.value());
+  for (const auto& b : network.named_buffers()) buffers.emplace_back(b.key(), b.value());
+  copy_section("params", params, "parameter");
+  copy_section("buffers", buffers, "buffer");
+  return report;
+}
+
+// ---- The trainer ----
+
+TrainResult transfer_train(TrainerContext& ctx) {
+  const auto& config = ctx.config;
+  auto& model = *ctx.model;
+  auto& dataset = *ctx.dataset;
+  const auto& meta = dataset.meta_data;
+
+  // ---- Set-up: read every key before finish_setup() checks for unknown ones. ----
+  const torch::Device device = get_device(config);
+  auto network = model.build_network();
+  network->to(device);
+  if (auto bias = config.get_optional<double>("init_head_bias")) init_head_bias(*network, *bias);
+  std::optional<std::string> init_path, init_skip;
+  // Weights of another library (init_from.format flax | npz | safetensors) come through
+  // ctx.init_from (set by main); a checkpoint of ours is restored here.
+  if (config.has("init_from") && !ctx.init_from) {
+    init_path = config.get<std::string>("init_from.checkpoint_path");
+    init_skip = config.get<std::string>("init_from.skip_regex", "");
+  }
+
+  auto optimizer = make_optimizer(config, network->named_parameters());
+  const LrFn lr_fn = get_learning_rate_fn(config);
+  const auto max_grad_norm = config.get_optional<double>("max_grad_norm");
+  const auto batch_size = config.get<int64_t>("batch_size");
+  const auto steps = get_num_training_steps(config, meta);
+  const int64_t total_steps = steps.total_steps;
+  const int64_t log_eval_steps = config.get<int64_t>("log_eval_steps", steps.steps_per_epoch);
+  if (log_eval_steps <= 0)
+    throw Error("config needs 'log_eval_steps' (the dataset size is unknown, so there is no epoch default)");
+  const int64_t log_summary_steps = config.get<int64_t>("log_summary_steps", log_eval_steps);
+  const bool checkpointing = config.get<bool>("checkpoint", true);
+  const int64_t checkpoint_steps = config.get<int64_t>("checkpoint_steps", log_eval_steps);
+  const int max_checkpoint_keep = config.get<int>("max_checkpoint_keep", 3);
+  const int64_t steps_per_eval = config.get<int64_t>("steps_per_eval", 0);
+  const auto eval_sets = read_eval_sets(config);
+  auto metrics_fn = model.get_metrics_fn("train");
+  std::unique_ptr<FewShotEvaluator> fewshot;
+  if (config.has("fewshot")) fewshot = std::make_unique<FewShotEvaluator>(config, ctx.dataset, log_eval_steps);
+  std::unique_ptr<LinearProbeEvaluator> linear_probe;
+  if (config.has("linear_probe"))
+    linear_probe = std::make_unique<LinearProbeEvaluator>(config, ctx.dataset, log_eval_steps);
+
+  const std::string ckpt_dir = (fs::path(ctx.workdir) / "checkpoints").string();
+  int64_t start_step = 0;
+  Chrono chrono(device.is_cuda() ? 1 : at::get_num_threads());
+  TrainStateRef state{network.get(), optimizer.get(), 0, "{}"};
+  if (checkpointing) {
+    if (auto latest = latest_checkpoint(ckpt_dir)) {
+      restore_checkpoint(*latest, state);
+      start_step = state.step;
+      const auto meta_json = nlohmann::json::parse(state.metadata, nullptr, /*allow_exceptions=*/false);
+      chrono.restore(meta_json.is_object() ? meta_json.value("chrono", nlohmann::json{}) : nlohmann::json{});
+      SCENIC_LOG_INFO << "resumed from " << *latest << " at step " << start_step;
+    }
+  }
+  // Only a fresh run initializes from the pre-trained checkpoint (Scenic: start_step == 0);
+  // a resumed one already holds the fine-tuned weights.
+  std::optional<InitFromReport> init_report;
+  if (init_path && start_step == 0) {
+    init_report = init_from_checkpoint(*init_path, *network, *init_skip);
+    SCENIC_LOG_INFO << init_report->describe();
+  }
+  if (ctx.init_from && start_step == 0) ctx.init_from(*network);
+  int64_t num_params = 0;
+  for (const auto& p : network->parameters()) num_params += p.numel();
+  ctx.finish_setup();
+  SCENIC_LOG_INFO << "model: " << config.get<std::string>("model_name") << ", " << num_params
+                  << " parameters; device " << device.str() << "; " << total_steps << " steps ("
+                  << steps.steps_per_epoch << " per epoch), batch " << batch_size;
+  if (start_step == 0) {
+    std::map<std::string, double> step0{{"num_trainable_params", double(num_params)}};
+    if (init_report) {
+      step0["init_from_loaded"] = static_cast<double>(init_report->loaded.size());
+      step0["init_from_reinitialized"] = static_cast<double>(init_report->reinitialized.size());
+    }
+    ctx.writer->write(0, "train", step0);
+  }
+
+  auto save = [&](int64_t step) {
+    if (!checkpointing) return;
+    state.step = step;
+    state.metadata = nlohmann::json{{"chrono", chrono.state()}}.dump();
+    save_checkpoint(ckpt_dir, state, max_checkpoint_keep);
+  };
+  auto run_eval = [&](const std::string& name, const std::string& split, int64_t step) {
+    auto m = evaluate_split(*network, model, dataset, split, device, split == "test" ? 0 : steps_per_eval);
+    network->train();
+    ctx.writer->write(step, name, m);
+    SCENIC_LOG_INFO << name << " (" << split << ") @ " << step << ": " << format_metrics(m);
+    return m;
+  };
+  auto run_transfer_evals = [&](int64_t step, bool last) {
+    if (fewshot && (last || step % fewshot->log_eval_steps() == 0)) {
+      auto m = fewshot->summary(fewshot->run_all(*network, device));
+      if (steps.steps_per_epoch > 0) m["zz/epoch"] = static_cast<double>(step) / steps.steps_per_epoch;
+      ctx.writer->write(step, "fewshot", m);
+      SCENIC_LOG_INFO << "fewshot @ " << step << ": " << format_metrics(m);
+    }
+    if (linear_probe && (last || (linear_probe->log_eval_steps() > 0 && step % linear_probe->log_eval_steps() == 0))) {
+      auto m = linear_probe->run_all(*network, device);
+      ctx.writer->write(step, "linear_eval", m);
+      SCENIC_LOG_INFO << "linear_eval @ " << step << ": " << format_metrics(m);
+    }
+    network->train();
+  };
+
+  // ---- The loop. ----
+  PreemptionGuard preemption;
+  std::vector<torch::Tensor> params = network->parameters();
+  auto train_iter = dataset.train_iter(start_step);
+  network->train();
+  MetricsAccumulator train_metrics;
+  torch::Tensor l2_grads_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
+  int64_t window_steps = 0;
+  common::ProgressBar progress(total_steps, start_step, batch_size);
+  torch::Tensor last_loss;
+
+  for (int64_t step = start_step + 1; step <= total_steps; ++step) {
+    const bool last = step == total_steps;
+    const bool summary_due = step % log_summary_steps == 0 || last;
+    chrono.step_started();
+    auto batch = train_iter->next();
+    if (!batch) throw Error("the training iterator ended at step " + std::to_string(step));
+    auto b = batch_to_device(*batch, device);
+
+    const double lr = lr_fn(step - 1);  // optax counts updates from 0
+    set_learning_rate(*optimizer, lr);
+    optimizer->zero_grad();
+    auto logits = network->forward(b.at("inputs"));
+    auto loss = model.loss_function(logits, b, network.get());
+    loss.backward();
+    torch::Tensor grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
+                                            : global_norm(grads_of(params));
+    optimizer->step();
+    train_metrics.add(metrics_fn(logits.detach(), b));
+    l2_grads_sum.add_(grad_norm.detach());
+    last_loss = loss.detach();
+    ++window_steps;
+    chrono.step_finished(batch_size);
+
+    if (progress.due()) progress.update(step, last_loss.item<double>());
+
+    if (summary_due) {
+      auto m = train_metrics.summary();
+      if (!std::isfinite(m["loss"]) || !std::isfinite(last_loss.item<double>())) {
+        progress.finish();
+        throw TrainingDivergedError("training diverged: the loss is NaN/Inf at step " +
+                                    std::to_string(step) + "; the last good checkpoint is kept in " + ckpt_dir);
+      }
+      m["learning_rate"] = lr;
+      m["l2_grads"] = l2_grads_sum.item<double>() / window_steps;
+      m["l2_params"] = global_norm(params).item<double>();
+      for (const auto& [k, v] : chrono.summary()) m[k] = v;
+      ctx.writer->write(step, "train", m);
+      progress.finish();
+      SCENIC_LOG_INFO << "train @ " << step << ": " << format_metrics(m);
+      train_metrics.reset();
+      l2_grads_sum.zero_();
+      window_steps = 0;
+    }
+    if (step % log_eval_steps == 0 && !last) {
+      progress.finish();
+      for (const auto& [name, split] : eval_sets) run_eval(name, split, step);
+    }
+    if (!last) run_transfer_evals(step, false);
+    const int signal = PreemptionGuard::requested();
+    if (step % checkpoint_steps == 0 || last || signal != 0) {
+      if (!std::isfinite(last_loss.item<double>()))
+        throw TrainingDivergedError("training diverged: the loss is NaN/Inf at step " + std::to_string(step) +
+                                    "; the last good checkpoint is kept in " + ckpt_dir);
+      save(step);
+    }
+    if (signal != 0) {
+      progress.finish();
+      throw PreemptedError("stopped by signal " + std::to_string(signal) + " at step " + std::to_string(step) +
+                               (checkpointing ? "; checkpoint saved in " + ckpt_dir + ", rerun the same command to resume"
+                                              : " (checkpoint: false, nothing saved)"),
+                           signal);
+    }
+  }
+  progress.finish();
+
+  // The end: every eval set, `test` (what `scenic eval` reproduces), and the transfer
+  // evaluations of the final weights.
+  TrainResult result;
+  for (const auto& [name, split] : eval_sets) result[name] = run_eval(name, split, total_steps);
+  if (!result.count("test")) result["test"] = run_eval("test", "test", total_steps);
+  run_transfer_evals(total_steps, true);
+  return result;
+}
+
+}  // namespace scenic::train

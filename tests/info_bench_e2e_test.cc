@@ -1,0 +1,59 @@
+// `scenic info` and `scenic bench` through the real binary: the CLI wiring, the
+// published parameter count of ViT-Ti/16, the JSON of a tiny bench run, and errors.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "scenic/common_lib/testing.h"
+#include "tests/e2e_util.h"
+
+namespace {
+
+using namespace scenic::e2e;
+
+const std::string kConfig =
+    std::string(" --config ") + SCENIC_SOURCE_DIR + "/scenic/projects/baselines/configs/fashion_mnist/vit.yaml";
+
+TEST(InfoE2E, ViTTi16ParameterCountAndFlops) {
+  // ViT-Ti/16 at 224 with 1000 classes: 5,717,416 parameters (anchors.md), no dataset
+  // needed with --input_shape. Forward multiply-adds (N = 197 tokens, D = 192, M = 768,
+  // L = 12): patch embed 196*192*768 = 28,901,376; per layer 4*N*D^2 + 2*N^2*D + 2*N*D*M
+  // = 29,048,832 + 14,902,656 + 58,097,664 = 102,049,152, x 12 = 1,224,589,824;
+  // head 192*1000 = 192,000; total 1,253,683,200.
+  const auto r = run_scenic(
+      "info" + kConfig +
+      " --input_shape 3,224,224 --num_classes 1000 --config.model.patches.size=[16,16]"
+      " --config.model.hidden_size=192 --config.model.mlp_dim=768 --config.model.num_heads=3"
+      " --config.model.num_layers=12");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_CONTAINS(r.output, "model vit_classification: input [-1, 3, 224, 224], 1000 classes");
+  EXPECT_CONTAINS(r.output, "| Transformer.encoderblock_11.MlpBlock_3.Dense_1.weight");
+  EXPECT_CONTAINS(r.output, "Total: 5,717,416\n");
+  EXPECT_CONTAINS(r.output, "GFLOPs per example (forward, batch 1, multiply-add = 1 FLOP): 1.2537 (1,253,683,200 multiply-adds)");
+}
+
+TEST(BenchE2E, JsonFieldsAndErrors) {
+  const auto r = run_scenic("bench" + kConfig +
+                            " --input_shape 1,28,28 --num_classes 10 --steps 2 --warmup_steps 1 --batch_size 8"
+                            " --matmul_size 64 --json --config.model.num_layers=1");
+  ASSERT_EQ(r.status, 0) << r.output;
+  const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  EXPECT_EQ(j.at("mode"), "train");
+  EXPECT_EQ(j.at("batch_size"), 8);
+  EXPECT_EQ(j.at("steps"), 2);
+  EXPECT_GT(j.at("examples_per_sec").get<double>(), 0);
+  EXPECT_GT(j.at("matmul_gflops").get<double>(), 0);
+  EXPECT_GT(j.at("peak_rss_mib").get<double>(), 0);
+  // The config's ViT with one block: 540,170 - 3 blocks of 132,480 = 142,730 parameters
+  // (a block: 2 LNs 512 + q/k/v/out 4*(128*128+128) = 66,048 + MLP 65,920).
+  EXPECT_EQ(j.at("num_params"), 142'730);
+
+  auto e = run_scenic("bench" + kConfig + " --input_shape 1,28,28");
+  EXPECT_EQ(e.status, 1);
+  EXPECT_CONTAINS(e.output, "error: --input_shape needs --num_classes");
+  e = run_scenic("bench" + kConfig + " --mode infer");
+  EXPECT_NE(e.status, 0);
+  EXPECT_CONTAINS(e.output, "--mode");
+}
+
+}  // namespace
