@@ -5,6 +5,8 @@
 #include "scenic/model_lib/base_models/segmentation_model.h"
 #include "scenic/common_lib/errors.h"
 #include "scenic/projects/baselines/bit_resnet.h"
+#include "scenic/projects/baselines/detr/detr_base_model.h"
+#include "scenic/projects/baselines/detr/detr_trainer.h"
 #include "scenic/projects/baselines/fully_connected.h"
 #include "scenic/projects/baselines/hybrid_vit.h"
 #include "scenic/projects/baselines/mixer.h"
@@ -91,6 +93,11 @@ void register_baseline_models(model::ModelRegistry& registry) {
   registry.add("unet_segmentation", factory<model::SegmentationModel>(UNet::from_config, kUNetDefaultConfig));
   registry.add("simple_cnn_segmentation",
                factory<model::SegmentationModel>(SimpleCNNSegmentation::from_config, kSimpleCNNDefaultConfig));
+  registry.add("detr", [](const common::ConfigDict& c, const dataset::MetaData& m) {
+    return std::make_unique<detr::DetrModel>(c, m);
+  });
+  // The DETR trainer lives in this project (train_lib cannot depend on projects).
+  detr::register_detr_trainer(train::TrainerRegistry::global());
 }
 
 }  // namespace scenic::baselines
