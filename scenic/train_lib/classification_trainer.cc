@@ -24,33 +24,7 @@
 
 namespace scenic::train {
 namespace {
-
-std::string format_metrics(const std::map<std::string, double>& m) {
-  std::string s;
-  for (const auto& [k, v] : m) {
-    char buf[96];
-    std::snprintf(buf, sizeof(buf), "%s%s=%.5g", s.empty() ? "" : " ", k.c_str(), v);
-    s += buf;
-  }
-  return s;
-}
-
 // Scenic's init_head_bias: every bias under `output_projection` set to a constant.
-void init_head_bias(model::Network& network, double value) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : network.named_parameters())
-    if (p.key().rfind("output_projection.", 0) == 0 && p.key().size() > 5 &&
-        p.key().compare(p.key().size() - 5, 5, ".bias") == 0)
-      p.value().fill_(value);
-}
-
-std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> g;
-  g.reserve(params.size());
-  for (const auto& p : params) g.push_back(p.grad());
-  return g;
-}
-
 // Batch-level augmentation from `mixup.*` (Scenic's config.mixup.alpha, plus CutMix).
 struct MixupConfig {
   double alpha = 0, cutmix_alpha = 0;

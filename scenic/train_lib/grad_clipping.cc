@@ -5,18 +5,9 @@
 #include <sstream>
 
 #include "scenic/train_lib/optimizers.h"
+#include "scenic/train_lib/train_utils.h"
 
 namespace scenic::train {
-namespace {
-
-std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : params)
-    if (p.defined() && p.grad().defined()) grads.push_back(p.grad());
-  return grads;
-}
-
-}  // namespace
 
 std::optional<GradClip> read_grad_clip(const common::ConfigDict& config, const std::string& path) {
   if (!config.has(path)) return std::nullopt;

@@ -19,26 +19,6 @@
 
 namespace scenic::train {
 namespace {
-
-// Short form for the log: the per-class IoUs are many, so only the headline metrics.
-std::string format_metrics(const std::map<std::string, double>& m) {
-  std::string s;
-  for (const auto& [k, v] : m) {
-    if (k.rfind("iou_per_class/", 0) == 0) continue;
-    char buf[96];
-    std::snprintf(buf, sizeof(buf), "%s%s=%.5g", s.empty() ? "" : " ", k.c_str(), v);
-    s += buf;
-  }
-  return s;
-}
-
-std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> g;
-  g.reserve(params.size());
-  for (const auto& p : params) g.push_back(p.grad());
-  return g;
-}
-
 const model::SegmentationModel& segmentation_model_of(const TrainerContext& ctx) {
   const auto* m = dynamic_cast<const model::SegmentationModel*>(ctx.model.get());
   if (m == nullptr)

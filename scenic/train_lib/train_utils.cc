@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cstdio>
+
 namespace scenic::train {
 
 TrainingSteps get_num_training_steps(const common::ConfigDict& config, const dataset::MetaData& meta) {
@@ -90,6 +92,31 @@ std::map<std::string, double> evaluate(model::Network& network, const model::Bas
     if (max_steps > 0 && ++steps >= max_steps) break;
   }
   return acc.summary();
+}
+
+std::string format_metrics(const std::map<std::string, double>& metrics) {
+  std::string s;
+  for (const auto& [k, v] : metrics) {
+    char buf[96];
+    std::snprintf(buf, sizeof(buf), "%s%s=%.5g", s.empty() ? "" : " ", k.c_str(), v);
+    s += buf;
+  }
+  return s;
+}
+
+void init_head_bias(model::Network& network, double value) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : network.named_parameters())
+    if (p.key().rfind("output_projection.", 0) == 0 && p.key().size() > 5 &&
+        p.key().compare(p.key().size() - 5, 5, ".bias") == 0)
+      p.value().fill_(value);
+}
+
+std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params) {
+  std::vector<torch::Tensor> g;
+  g.reserve(params.size());
+  for (const auto& p : params) g.push_back(p.grad());
+  return g;
 }
 
 }  // namespace scenic::train

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <string>
+#include <vector>
 
 #include "scenic/common_lib/config.h"
 #include "scenic/common_lib/errors.h"
@@ -44,6 +45,15 @@ class MetricsAccumulator {
  private:
   std::map<std::string, std::pair<torch::Tensor, torch::Tensor>> sums_;
 };
+
+// "a=1.5 b=0.25" for the log (%.5g each).
+std::string format_metrics(const std::map<std::string, double>& metrics);
+
+// Scenic's init_head_bias: every bias under `output_projection` set to `value`.
+void init_head_bias(model::Network& network, double value);
+
+// The `.grad` of each parameter (undefined for parameters without one).
+std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params);
 
 // One pass of `split` in eval mode (at most `max_steps` batches when > 0); returns the
 // normalized metrics. Leaves the network in eval mode.

@@ -23,33 +23,6 @@
 namespace scenic::train {
 namespace fs = std::filesystem;
 namespace {
-
-std::string format_metrics(const std::map<std::string, double>& m) {
-  std::string s;
-  for (const auto& [k, v] : m) {
-    if (k.rfind("zz/", 0) == 0) continue;  // every (shots, l2) pair: too many for the log
-    char buf[128];
-    std::snprintf(buf, sizeof(buf), "%s%s=%.5g", s.empty() ? "" : " ", k.c_str(), v);
-    s += buf;
-  }
-  return s;
-}
-
-void init_head_bias(model::Network& network, double value) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : network.named_parameters())
-    if (p.key().rfind("output_projection.", 0) == 0 && p.key().size() > 5 &&
-        p.key().compare(p.key().size() - 5, 5, ".bias") == 0)
-      p.value().fill_(value);
-}
-
-std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> g;
-  g.reserve(params.size());
-  for (const auto& p : params) g.push_back(p.grad());
-  return g;
-}
-
 // `eval_sets`: a list of splits or a mapping name -> split; default [valid].
 std::vector<std::pair<std::string, std::string>> read_eval_sets(const common::ConfigDict& config) {
   std::vector<std::pair<std::string, std::string>> sets;

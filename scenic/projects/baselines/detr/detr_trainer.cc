@@ -24,17 +24,6 @@ namespace {
 
 using train::TrainResult;
 using train::TrainerContext;
-
-std::string format_metrics(const std::map<std::string, double>& m) {
-  std::string s;
-  for (const auto& [k, v] : m) {
-    char buf[96];
-    std::snprintf(buf, sizeof(buf), "%s%s=%.5g", s.empty() ? "" : " ", k.c_str(), v);
-    s += buf;
-  }
-  return s;
-}
-
 // The evaluation ground truth: the COCO JSON when there is one, else built per pass.
 struct GroundTruthSource {
   std::optional<dataset::CocoGroundTruth> from_json;
@@ -178,7 +167,7 @@ TrainResult detr_train(TrainerContext& ctx) {
   auto run_eval = [&](const std::string& split, int64_t step, const std::string& detections_path = "") {
     auto m = evaluate(split, split == "valid" ? steps_per_eval : 0, detections_path);
     ctx.writer->write(step, split, m);
-    SCENIC_LOG_INFO << split << " @ " << step << ": " << format_metrics(m);
+    SCENIC_LOG_INFO << split << " @ " << step << ": " << train::format_metrics(m);
     return m;
   };
   auto maybe_save_best = [&](const std::map<std::string, double>& m, int64_t step) {
@@ -254,7 +243,7 @@ TrainResult detr_train(TrainerContext& ctx) {
       for (const auto& [k, v] : chrono.summary()) m[k] = v;
       ctx.writer->write(step, "train", m);
       progress.finish();
-      SCENIC_LOG_INFO << "train @ " << step << ": " << format_metrics(m);
+      SCENIC_LOG_INFO << "train @ " << step << ": " << train::format_metrics(m);
       train_metrics.reset();
       l2_grads_sum.zero_();
       window_steps = 0;
