@@ -26,6 +26,7 @@
 #include "scenic/projects/baselines/weight_import.h"
 #include "scenic/train_lib/benchmark.h"
 #include "scenic/train_lib/checkpoints.h"
+#include "scenic/train_lib/distributed.h"
 #include "scenic/train_lib/ema.h"
 #include "scenic/train_lib/launcher.h"
 #include "scenic/train_lib/preemption.h"
@@ -53,8 +54,13 @@ int cmd_train(const std::string& config_path, const std::string& workdir,
               const std::vector<std::string>& overrides) {
   auto config = ConfigDict::from_yaml_file(config_path);
   config.apply_overrides(overrides);
+  // Joins the launcher's job when there is one (RANK/WORLD_SIZE, Slurm, Open MPI
+  // variables; docs/distributed.md); otherwise one process. Rank 0 alone writes.
+  auto dist = scenic::train::init_distributed_from_config(config);
+  const bool lead = dist->is_lead();
+  if (!lead) scenic::common::set_log_rank(dist->rank);
   fs::create_directories(workdir);
-  scenic::common::set_log_file((fs::path(workdir) / "log.txt").string());
+  if (lead) scenic::common::set_log_file((fs::path(workdir) / "log.txt").string());
   SCENIC_LOG_INFO << "scenic train --config " << config_path << " --workdir " << workdir;
 
   torch::manual_seed(static_cast<uint64_t>(config.get<int64_t>("rng_seed")));
@@ -66,13 +72,14 @@ int cmd_train(const std::string& config_path, const std::string& workdir,
   scenic::train::TrainerContext ctx;
   ctx.config = config;
   ctx.workdir = workdir;
-  ctx.dataset = build_dataset(config);
+  ctx.dist = dist;
+  ctx.dataset = build_dataset(config, dist.get());
   ctx.model = build_model(config, ctx.dataset->meta_data);
   const auto& train_fn = scenic::train::TrainerRegistry::global().get(config.get<std::string>("trainer_name"));
-  scenic::common::MetricWriter writer((fs::path(workdir) / "metrics.jsonl").string());
+  scenic::common::MetricWriter writer(lead ? (fs::path(workdir) / "metrics.jsonl").string() : "");
   ctx.writer = &writer;
   std::unique_ptr<scenic::common::SummaryWriter> summary;
-  if (config.get<bool>("write_summary", true)) {
+  if (config.get<bool>("write_summary", true) && lead) {
     summary = std::make_unique<scenic::common::SummaryWriter>(workdir);
     writer.mirror_to(summary.get());
     ctx.summary = summary.get();
@@ -94,10 +101,12 @@ int cmd_train(const std::string& config_path, const std::string& workdir,
   }
   ctx.finish_setup = [&] {
     config.check_all_used();
-    config.save((fs::path(workdir) / "config.yaml").string());
+    if (lead) config.save((fs::path(workdir) / "config.yaml").string());
     if (ctx.summary != nullptr) ctx.summary->text(0, "config", "```\n" + config.to_yaml() + "\n```");
   };
   auto result = train_fn(ctx);
+  scenic::train::barrier(*dist);  // nobody tears the process group down under a peer
+  if (!lead) return 0;
   for (const auto& [split, metrics] : result) {
     std::cout << "final " << split << ":";
     for (const auto& [k, v] : metrics) std::cout << " " << k << "=" << v;

@@ -38,18 +38,25 @@ inline RunResult run_scenic(const std::string& args) {
 }
 
 // Starts `scenic <args>` in the background (output to `log_path`); returns its pid.
-inline pid_t spawn_scenic(const std::vector<std::string>& args, const std::string& log_path) {
+// `env` ("NAME=value") is added to this process's environment and overrides it.
+inline pid_t spawn_scenic(const std::vector<std::string>& args, const std::string& log_path,
+                          const std::vector<std::string>& env = {}) {
   std::vector<std::string> argv_s{SCENIC_BINARY};
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) argv.push_back(a.data());
   argv.push_back(nullptr);
+  std::vector<std::string> env_s(env);  // first: getenv returns the first match
+  for (char** e = environ; *e != nullptr; ++e) env_s.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, 1, 2);
   pid_t pid = -1;
-  const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  const int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) ADD_FAILURE() << "posix_spawn failed for " << argv[0];
   return pid;

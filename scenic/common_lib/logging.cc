@@ -11,7 +11,7 @@ namespace scenic::common {
 namespace {
 std::mutex g_mutex;
 std::ofstream g_file;
-bool g_enabled = true;
+int g_rank = 0;
 
 std::string timestamp() {
   auto now = std::chrono::system_clock::now();
@@ -30,15 +30,16 @@ void set_log_file(const std::string& path) {
   if (!path.empty()) g_file.open(path, std::ios::app);
 }
 
-void set_log_enabled(bool enabled) {
+void set_log_rank(int rank) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  g_enabled = enabled;
+  g_rank = rank;
 }
 
 void log_line(const std::string& level, const std::string& message) {
   std::lock_guard<std::mutex> lock(g_mutex);
-  if (!g_enabled) return;
-  const std::string line = level + " " + timestamp() + " " + message + "\n";
+  if (g_rank != 0 && level == "I") return;
+  const std::string rank = g_rank != 0 ? "[rank " + std::to_string(g_rank) + "] " : "";
+  const std::string line = level + " " + timestamp() + " " + rank + message + "\n";
   std::cerr << line << std::flush;
   if (g_file.is_open()) g_file << line << std::flush;
 }

@@ -1,6 +1,7 @@
 // Logging: timestamped lines to stderr and, once a workdir is known, to `<workdir>/log.txt`.
 // Scenic logs through absl.logging; this is the same idea without the dependency.
-// Only the lead process logs (set_log_enabled(false) elsewhere).
+// With several processes only rank 0 logs everything; the others (set_log_rank(r)) print
+// warnings and errors alone, to stderr, prefixed "[rank r]".
 #pragma once
 
 #include <sstream>
@@ -9,7 +10,7 @@
 namespace scenic::common {
 
 void set_log_file(const std::string& path);  // appends; "" closes
-void set_log_enabled(bool enabled);
+void set_log_rank(int rank);
 void log_line(const std::string& level, const std::string& message);
 
 // LOG_INFO << "step " << step; — one line, flushed at the end of the statement.

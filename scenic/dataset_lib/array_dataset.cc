@@ -56,6 +56,7 @@ Batch gather_batch(const ArraySplit& split, const torch::Tensor& indices) {
 
 Batch padded_slice_batch(const ArraySplit& split, int64_t start, int64_t batch_size) {
   const int64_t real = std::max<int64_t>(0, std::min(batch_size, split.size() - start));
+  start = std::min(start, split.size());  // all padding past the end
   torch::Tensor images = split.images.narrow(0, start, real).to(torch::kFloat32).div_(255.0);
   torch::Tensor labels = split.labels.narrow(0, start, real);
   Batch batch;
@@ -87,7 +88,13 @@ ArrayDataset::ArrayDataset(std::string name, ArraySplit train,
       eval_batch_size_(options.eval_batch_size == 0 ? options.batch_size
                                                     : options.eval_batch_size),
       prefetch_(options.prefetch),
+      process_index_(options.process_index),
+      process_count_(options.process_count),
       seed_(options.shuffle_seed) {
+  if (process_count_ < 1 || process_index_ < 0 || process_index_ >= process_count_) {
+    throw Error(name_ + ": process_index " + std::to_string(process_index_) + " out of range [0, " +
+                std::to_string(process_count_) + ")");
+  }
   if (batch_size_ <= 0) {
     throw Error(name_ + ": batch_size must be > 0, got " + std::to_string(batch_size_));
   }
@@ -107,8 +114,8 @@ ArrayDataset::ArrayDataset(std::string name, ArraySplit train,
                   " (per-example shapes differ)");
     }
   }
-  if (batch_size_ > train.size()) {
-    throw Error(name_ + ": batch_size " + std::to_string(batch_size_) +
+  if (batch_size_ * process_count_ > train.size()) {
+    throw Error(name_ + ": batch_size " + std::to_string(batch_size_ * process_count_) +
                 " is larger than the " + std::to_string(train.size()) +
                 " training examples");
   }
@@ -147,10 +154,12 @@ std::unique_ptr<BatchIterator> ArrayDataset::train_iter(int64_t start_step) {
   if (start_step < 0) {
     throw Error(name_ + ": train_iter start_step must be >= 0, got " + std::to_string(start_step));
   }
-  TrainIndexStream stream(splits_->train.size(), batch_size_, seed_, start_step);
-  auto producer = [splits = splits_, stream]() mutable -> std::optional<Batch> {
+  // The global stream (batch P*B); this process takes its B slots of each batch.
+  TrainIndexStream stream(splits_->train.size(), batch_size_ * process_count_, seed_, start_step);
+  auto producer = [splits = splits_, stream, first = process_index_ * batch_size_,
+                   bs = batch_size_]() mutable -> std::optional<Batch> {
     std::vector<int64_t> idx = stream.next();
-    torch::Tensor indices = torch::tensor(idx, torch::kInt64);  // [B]
+    torch::Tensor indices = torch::tensor(idx, torch::kInt64).narrow(0, first, bs);  // [B]
     return gather_batch(splits->train, indices);
   };
   return std::make_unique<PrefetchIterator>(std::move(producer), prefetch_);
@@ -159,11 +168,12 @@ std::unique_ptr<BatchIterator> ArrayDataset::train_iter(int64_t start_step) {
 std::unique_ptr<BatchIterator> ArrayDataset::eval_iter(const std::string& split) {
   const ArraySplit& arrays = eval_split(split);  // validates the name
   // Copies the tensor handles, which keep the storage alive past the dataset.
-  auto producer = [arrays, pos = int64_t{0},
-                   bs = eval_batch_size_]() mutable -> std::optional<Batch> {
+  // Global batch k covers [k*P*E, (k+1)*P*E); this process takes its E of them.
+  auto producer = [arrays, pos = int64_t{0}, bs = eval_batch_size_, p = process_index_,
+                   P = process_count_]() mutable -> std::optional<Batch> {
     if (pos >= arrays.size()) return std::nullopt;
-    Batch batch = padded_slice_batch(arrays, pos, bs);
-    pos += bs;
+    Batch batch = padded_slice_batch(arrays, pos + p * bs, bs);
+    pos += P * bs;
     return batch;
   };
   return std::make_unique<PrefetchIterator>(std::move(producer), prefetch_);

@@ -10,6 +10,13 @@
 // Batches: `inputs` float32 [B, C, H, W] (NCHW), `label` int64 [B], `batch_mask`
 // float32 [B]. Train order: see index_stream.h. Iterators keep the arrays alive, so
 // they may outlive the dataset object.
+//
+// Several processes (options.process_index of process_count, batch sizes per process):
+// process p takes slots [p*B, (p+1)*B) of every batch of the GLOBAL stream (batch
+// P*B), so P processes together see exactly the batches one process with batch P*B
+// sees, whatever P is. Eval batch k of process p is examples
+// [(k*P + p)*E, (k*P + p + 1)*E), padded; every process makes the same number of
+// batches (ceil(n / (P*E))), so collectives over eval metrics always pair up.
 #pragma once
 
 #include <torch/types.h>
@@ -63,6 +70,7 @@ class ArrayDataset : public Dataset {
   std::string name_;
   std::shared_ptr<const Splits> splits_;
   int64_t batch_size_, eval_batch_size_, prefetch_;
+  int64_t process_index_, process_count_;
   uint64_t seed_;
 };
 

@@ -196,6 +196,38 @@ TEST_F(FakeMnist, EvalIsOnePassInOrderWithPadding) {
   }
 }
 
+// Two processes with batch 2 each see, concatenated, the batches of one process with
+// batch 4 (train, across epoch boundaries); eval splits every global batch of 2 x 2 in
+// order, padded, with the same number of batches on both (7 examples: 2 each).
+TEST_F(FakeMnist, TwoProcessesSliceTheGlobalBatch) {
+  auto whole = build(4, 4, 3);
+  auto all = take(*whole->train_iter(0), 6);
+  std::vector<std::vector<Batch>> parts, evals;
+  for (int64_t p = 0; p < 2; ++p) {
+    DatasetOptions o = options(dir_.path(), 2, 2, 3, 2);
+    o.process_index = p;
+    o.process_count = 2;
+    auto ds = build_fashion_mnist(o);
+    parts.push_back(take(*ds->train_iter(0), 6));
+    evals.push_back(drain(*ds->eval_iter("test")));
+  }
+  for (size_t k = 0; k < all.size(); ++k)
+    for (const std::string key : {"inputs", "label"})
+      EXPECT_TRUE(torch::equal(torch::cat({parts[0][k].at(key), parts[1][k].at(key)}), all[k].at(key)))
+          << "step " << k << " " << key;
+  // Global eval batches [0..3], [4..7]: process 0 gets {0,1}, {4,5}; process 1 {2,3}, {6, pad}.
+  ASSERT_EQ(evals[0].size(), 2u);
+  ASSERT_EQ(evals[1].size(), 2u);
+  EXPECT_EQ(labels_of(evals[0]), (std::vector<int64_t>{fake_label(1, 0), fake_label(1, 1), fake_label(1, 4),
+                                                        fake_label(1, 5)}));
+  EXPECT_EQ(labels_of(evals[1]), (std::vector<int64_t>{fake_label(1, 2), fake_label(1, 3), fake_label(1, 6), 0}));
+  EXPECT_TRUE(torch::equal(evals[1][1].at("batch_mask"), torch::tensor({1.0f, 0.0f})));
+  EXPECT_TRUE(torch::equal(evals[1][1].at("inputs")[0], expected_inputs(1, 6)));
+  DatasetOptions bad = options(dir_.path(), 6, 2);
+  bad.process_count = 2;
+  EXPECT_NE(error_of([&] { build_fashion_mnist(bad); }).find("batch_size 12 is larger than the 10"), std::string::npos);
+}
+
 TEST_F(FakeMnist, EvalBatchSizeDefaultsToBatchSizeAndMayExceedSplit) {
   auto ds = build(4, 0);
   auto batches = drain(*ds->eval_iter("test"));

@@ -160,44 +160,50 @@ Batch zeros_like(const Batch& batch) {
   return out;
 }
 
+// Process p of P takes slots [p*B, (p+1)*B) of each batch of the global stream (batch
+// P*B): together the processes see exactly the batches, and the per-example random
+// augmentations, of one process with batch P*B.
 class TrainProducer {
  public:
   TrainProducer(std::shared_ptr<Shared> sh, int64_t start_step)
       : sh_(sh),
-        n_local_(shard_size(sh->train->size(), sh->cfg.process_index, sh->cfg.process_count)),
-        stream_(n_local_, sh->cfg.batch_size, sh->cfg.seed, start_step),
+        n_(sh->train->size()),
+        first_slot_(sh->cfg.process_index * sh->cfg.batch_size),
+        stream_(n_, sh->cfg.batch_size * sh->cfg.process_count, sh->cfg.seed, start_step),
         pool_(sh->cfg.num_workers),
         log_(sh, "train") {}
 
   std::optional<Batch> operator()() {
     const PipelineConfig& cfg = sh_->cfg;
-    const int64_t B = cfg.batch_size;
+    const int64_t B = cfg.batch_size, global_batch = B * cfg.process_count;
     const int64_t step = stream_.step();
-    const std::vector<int64_t> local = stream_.next();
+    const std::vector<int64_t> indices = stream_.next();  // [P*B]
     std::vector<Example> examples(B);
     std::vector<std::vector<std::string>> skipped(B);
-    pool_.run(B, [&](int64_t slot) { examples[slot] = load(step, slot, local[slot], skipped[slot]); });
+    pool_.run(B, [&](int64_t slot) {
+      const int64_t global_slot = first_slot_ + slot;
+      examples[slot] = load(step, global_slot, indices[global_slot], skipped[slot]);
+    });
     for (auto& messages : skipped)
       for (auto& m : messages) log_.add(std::move(m));
     Batch batch = collate(examples, sh_->collate_options(B));
-    const int64_t epoch = step * B / n_local_;
-    if ((step + 1) * B / n_local_ > epoch) log_.flush("train epoch " + std::to_string(epoch));
+    const int64_t epoch = step * global_batch / n_;
+    if ((step + 1) * global_batch / n_ > epoch) log_.flush("train epoch " + std::to_string(epoch));
     return batch;
   }
 
  private:
-  Example load(int64_t step, int64_t slot, int64_t local, std::vector<std::string>& skipped) {
+  Example load(int64_t step, int64_t slot, int64_t index, std::vector<std::string>& skipped) {
     const PipelineConfig& cfg = sh_->cfg;
     for (int attempt = 0; attempt < kMaxAttempts; ++attempt) {
-      const int64_t global = cfg.process_index + local * cfg.process_count;
       const uint64_t rng_seed = example_seed(cfg.seed, kTrainStream, step, slot, attempt);
       try {
-        return load_and_preprocess(*sh_, *sh_->train, cfg.train_pp, global, rng_seed);
+        return load_and_preprocess(*sh_, *sh_->train, cfg.train_pp, index, rng_seed);
       } catch (const DataError& e) {
         if (!cfg.skip_errors) throw;
         skipped.emplace_back(e.what());
         // The replacement depends only on (seed, step, slot, attempt): resumable.
-        local = static_cast<int64_t>(splitmix64(rng_seed) % static_cast<uint64_t>(n_local_));
+        index = static_cast<int64_t>(splitmix64(rng_seed) % static_cast<uint64_t>(n_));
       }
     }
     throw Error(cfg.name + ": " + std::to_string(kMaxAttempts) +
@@ -206,7 +212,7 @@ class TrainProducer {
   }
 
   std::shared_ptr<Shared> sh_;
-  int64_t n_local_;
+  int64_t n_, first_slot_;
   TrainIndexStream stream_;
   WorkerPool pool_;
   SkipLog log_;
@@ -300,11 +306,7 @@ class PipelineDatasetImpl : public PipelineDataset {
       throw Error(cfg.name + ": train_iter start_step must be >= 0, got " +
                   std::to_string(start_step));
     }
-    if (shard_size(sh_->train->size(), cfg.process_index, cfg.process_count) == 0) {
-      throw Error(cfg.name + ": process " + std::to_string(cfg.process_index) + " of " +
-                  std::to_string(cfg.process_count) + " has no training examples (the split has " +
-                  std::to_string(sh_->train->size()) + ")");
-    }
+    if (sh_->train->size() == 0) throw Error(cfg.name + ": the train split is empty");
     auto producer = std::make_shared<TrainProducer>(sh_, start_step);
     return std::make_unique<PrefetchIterator>([producer] { return (*producer)(); }, cfg.prefetch);
   }

@@ -6,12 +6,14 @@
 // with batch_mask = 0) without TensorFlow. Properties:
 // - Deterministic: batch k of a seed is the same for any number of worker threads; the
 //   preprocessing RNG of an example is derived from (seed, step, slot), and the order of
-//   indices comes from TrainIndexStream (index_stream.h) over the process's shard.
-//   train_iter(k) resumes at step k.
-// - Sharded: process p of P reads examples i with i % P == p (train and eval), so the
-//   processes together see every example once per epoch. Every process makes the same
-//   number of eval batches, ceil(ceil(N / P) / eval_batch_size), so collective ops in
-//   the eval loop stay in step; a process with a smaller shard pads more.
+//   indices comes from TrainIndexStream (index_stream.h). train_iter(k) resumes at step k.
+// - Sharded: `batch_size` is per process. Train: process p of P takes slots
+//   [p*B, (p+1)*B) of each batch of the global stream (batch P*B), slot numbers and
+//   augmentation seeds included, so P processes together train on exactly the batches
+//   of one process with batch P*B. Eval: process p reads examples i with i % P == p;
+//   every process makes the same number of eval batches, ceil(ceil(N / P) /
+//   eval_batch_size), so collective ops in the eval loop stay in step; a process with a
+//   smaller shard pads more.
 // - Bad examples (DataError from a source or a preprocessing op): on_error "raise" stops
 //   with the error naming the file; "skip" drops the example, counts it and logs the
 //   count and the first few files once per epoch (train) or per pass (eval). In train
@@ -20,7 +22,7 @@
 //   filled from the following examples and the pass ends with more padding.
 // - Workers: `num_workers` threads in total (the prefetch thread is one of them) load
 //   and preprocess the examples of a batch; see worker_pool.h for their thread settings.
-// - Cache: with `cache`, decoded examples (before pp) of the process's shard are kept in
+// - Cache: with `cache`, decoded examples (before pp) this process has read are kept in
 //   memory after first use and deep-copied for each use.
 //
 // Batches (NCHW float32 `inputs` from the preprocessed image; uint8 images are divided

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 #include "scenic/common_lib/errors.h"
@@ -10,16 +11,34 @@
 
 namespace scenic::train {
 
+namespace {
+int positive_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return end != v && *end == '\0' && n > 0 ? static_cast<int>(n) : 0;
+}
+}  // namespace
+
 void set_threads(const common::ConfigDict& config) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int n = config.get<int>("num_threads", 0);
-  torch::set_num_threads(n > 0 ? n : hw);
+  int n = config.get<int>("num_threads", 0);
+  if (n <= 0) n = positive_env("OMP_NUM_THREADS");
+  if (n <= 0) n = std::max(1, hw / std::max(1, positive_env("LOCAL_WORLD_SIZE")));
+  torch::set_num_threads(n);
 }
 
-std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config) {
+std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config, const DistributedContext* dist) {
   dataset::DatasetOptions opts;
   opts.batch_size = config.get<int64_t>("batch_size");
   opts.eval_batch_size = config.get<int64_t>("eval_batch_size", opts.batch_size);
+  if (dist != nullptr && dist->is_distributed()) {
+    opts.batch_size = per_process_batch_size(opts.batch_size, *dist, "batch_size");
+    opts.eval_batch_size = per_process_batch_size(opts.eval_batch_size, *dist, "eval_batch_size");
+    opts.process_index = dist->rank;
+    opts.process_count = dist->world_size;
+  }
   opts.shuffle_seed = static_cast<uint64_t>(
       config.get<int64_t>("shuffle_seed", config.get<int64_t>("rng_seed", 0)));
   opts.prefetch = config.get<int64_t>("dataset_configs.prefetch", 2);

@@ -11,15 +11,21 @@
 #include "scenic/common_lib/config.h"
 #include "scenic/dataset_lib/dataset.h"
 #include "scenic/model_lib/base_models/base_model.h"
+#include "scenic/train_lib/distributed.h"
 
 namespace scenic::train {
 
-// LibTorch's intra-op pool: all cores unless `num_threads` says otherwise.
+// LibTorch's intra-op pool: `num_threads` when set, else OMP_NUM_THREADS when the
+// environment sets it (launchers do: `scenic launch` gives cores / processes, torchrun
+// 1), else all cores divided by LOCAL_WORLD_SIZE (processes sharing this machine).
 void set_threads(const common::ConfigDict& config);
 
 // `dataset_name` from the dataset registry with `batch_size`, `eval_batch_size`,
 // `shuffle_seed` (default `rng_seed`), `dataset_configs.*`; float32 data only.
-std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config);
+// The batch sizes are global: with several processes (`dist`) each loads
+// batch_size / world_size examples of its shard (a clear error when that does not divide).
+std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config,
+                                                const DistributedContext* dist = nullptr);
 
 // `model_name` from the model registry, for a dataset's meta data.
 std::shared_ptr<model::BaseModel> build_model(const common::ConfigDict& config, const dataset::MetaData& meta);

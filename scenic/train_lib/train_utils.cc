@@ -58,16 +58,18 @@ void MetricsAccumulator::add(const model::MetricsDict& metrics) {
   }
 }
 
-std::map<std::string, double> MetricsAccumulator::summary() const {
+std::map<std::string, double> MetricsAccumulator::summary(const DistributedContext* dist) const {
   std::map<std::string, double> out;
   if (sums_.empty()) return out;
-  // One transfer for all metrics instead of one sync per value.
+  // One transfer (and one all-reduce) for all metrics instead of one per value.
   std::vector<torch::Tensor> flat;
   for (const auto& [_, pair] : sums_) {
     flat.push_back(pair.first.reshape({1}));
     flat.push_back(pair.second.reshape({1}));
   }
-  auto host = torch::cat(flat).cpu();
+  std::vector<torch::Tensor> sums{torch::cat(flat)};  // [2 * metrics] float64
+  if (dist != nullptr && dist->is_distributed()) all_reduce_sum(sums, *dist);
+  auto host = sums[0].cpu();
   auto* v = host.data_ptr<double>();
   size_t i = 0;
   for (const auto& [name, _] : sums_) {
@@ -77,9 +79,25 @@ std::map<std::string, double> MetricsAccumulator::summary() const {
   return out;
 }
 
+void check_same_start_step(int64_t start_step, const std::string& ckpt_dir, const DistributedContext& dist) {
+  if (!dist.is_distributed()) return;
+  // sum(s)^2 == P * sum(s^2) exactly when every s is equal (Cauchy-Schwarz); the values
+  // are integers far below 2^26, so float64 holds them exactly.
+  const double s = static_cast<double>(start_step);
+  std::vector<torch::Tensor> t{torch::tensor({s, s * s}, torch::kFloat64).to(dist.device)};
+  all_reduce_sum(t, dist);
+  auto host = t[0].cpu();
+  const double sum = host[0].item<double>(), sum_sq = host[1].item<double>();
+  if (sum * sum != dist.world_size * sum_sq)
+    throw Error("the processes resume from different steps (rank " + std::to_string(dist.rank) + ": step " +
+                std::to_string(start_step) + ", from '" + ckpt_dir +
+                "'): every process must see the same workdir (a shared filesystem)");
+}
+
 std::map<std::string, double> evaluate(model::Network& network, const model::BaseModel& model,
                                        dataset::Dataset& dataset, const std::string& split,
-                                       const torch::Device& device, int64_t max_steps) {
+                                       const torch::Device& device, int64_t max_steps,
+                                       const DistributedContext* dist) {
   torch::NoGradGuard no_grad;
   network.eval();
   auto metrics_fn = model.get_metrics_fn(split);
@@ -91,7 +109,7 @@ std::map<std::string, double> evaluate(model::Network& network, const model::Bas
     acc.add(metrics_fn(network.forward(b.at("inputs")), b));
     if (max_steps > 0 && ++steps >= max_steps) break;
   }
-  return acc.summary();
+  return acc.summary(dist);
 }
 
 std::string format_metrics(const std::map<std::string, double>& metrics) {

@@ -12,6 +12,7 @@
 #include "scenic/common_lib/errors.h"
 #include "scenic/dataset_lib/dataset.h"
 #include "scenic/model_lib/base_models/base_model.h"
+#include "scenic/train_lib/distributed.h"
 
 namespace scenic::train {
 
@@ -34,12 +35,15 @@ torch::Device get_device(const common::ConfigDict& config);
 dataset::Batch batch_to_device(const dataset::Batch& batch, const torch::Device& device);
 
 // Sums (value, normalizer) pairs over steps on the device; `summary()` syncs once and
-// returns value / (normalizer + 1e-9) per metric (normalize_metrics_summary).
+// returns value / (normalizer + 1e-9) per metric (normalize_metrics_summary). With
+// several processes, `summary(dist)` first sums the pairs over processes (one
+// all-reduce: Scenic's psum_metric_normalizer), so every rank gets the global values;
+// every rank must call it, with the same metric names.
 class MetricsAccumulator {
  public:
   void add(const model::MetricsDict& metrics);
   bool empty() const { return sums_.empty(); }
-  std::map<std::string, double> summary() const;
+  std::map<std::string, double> summary(const DistributedContext* dist = nullptr) const;
   void reset() { sums_.clear(); }
 
  private:
@@ -55,10 +59,17 @@ void init_head_bias(model::Network& network, double value);
 // The `.grad` of each parameter (undefined for parameters without one).
 std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params);
 
+// With several processes: throws scenic::Error unless every process resumes from the
+// same step (each reads `ckpt_dir` itself, so the workdir must be on a filesystem all of
+// them see, as Scenic's is). A collective: every rank calls it. No-op with one process.
+void check_same_start_step(int64_t start_step, const std::string& ckpt_dir, const DistributedContext& dist);
+
 // One pass of `split` in eval mode (at most `max_steps` batches when > 0); returns the
-// normalized metrics. Leaves the network in eval mode.
+// normalized metrics, summed over processes when `dist` has several (each process
+// evaluates its shard). Leaves the network in eval mode.
 std::map<std::string, double> evaluate(model::Network& network, const model::BaseModel& model,
                                        dataset::Dataset& dataset, const std::string& split,
-                                       const torch::Device& device, int64_t max_steps = 0);
+                                       const torch::Device& device, int64_t max_steps = 0,
+                                       const DistributedContext* dist = nullptr);
 
 }  // namespace scenic::train

@@ -17,6 +17,7 @@
 #include "scenic/common_lib/summary_writer.h"
 #include "scenic/dataset_lib/dataset.h"
 #include "scenic/model_lib/base_models/base_model.h"
+#include "scenic/train_lib/distributed.h"
 
 namespace scenic::train {
 
@@ -32,6 +33,10 @@ struct TrainerContext {
   // another run or of another library); set by main, where the weight importers of the
   // projects are known. Trainers call it only when not resuming. May be empty.
   std::function<void(model::Network&)> init_from;
+  // The data-parallel job this process belongs to (distributed.h); one process unless
+  // main joined a launcher's job. The dataset was built with this process's shard and
+  // per-process batch size; `writer` and `summary` write nothing on non-lead ranks.
+  std::shared_ptr<DistributedContext> dist = DistributedContext::single();
 };
 
 // Final metrics per split, e.g. {"test": {"accuracy": 0.9, "loss": 0.3}}.

@@ -10,14 +10,14 @@
 #include <nlohmann/json.hpp>
 
 #include "scenic/common_lib/logging.h"
-#include "scenic/common_lib/progress.h"
 #include "scenic/train_lib/checkpoints.h"
-#include "scenic/train_lib/chrono.h"
 #include "scenic/train_lib/fewshot.h"
+#include "scenic/train_lib/gradient_all_reducer.h"
 #include "scenic/train_lib/linear_probe.h"
 #include "scenic/train_lib/lr_schedules.h"
 #include "scenic/train_lib/optimizers.h"
 #include "scenic/train_lib/preemption.h"
+#include "scenic/train_lib/train_loop.h"
 #include "scenic/train_lib/train_utils.h"
 
 namespace scenic::train {
@@ -60,7 +60,8 @@ std::vector<std::pair<std::string, std::string>> read_eval_sets(const common::Co
 // all zeros count nowhere (Scenic: batch_mask *= label.max(-1)).
 std::map<std::string, double> evaluate_split(model::Network& network, const model::BaseModel& model,
                                              dataset::Dataset& dataset, const std::string& split,
-                                             const torch::Device& device, int64_t max_steps) {
+                                             const torch::Device& device, int64_t max_steps,
+                                             const DistributedContext& dist) {
   torch::NoGradGuard no_grad;
   network.eval();
   auto metrics_fn = model.get_metrics_fn(split);
@@ -75,7 +76,7 @@ std::map<std::string, double> evaluate_split(model::Network& network, const mode
     acc.add(metrics_fn(network.forward(b.at("inputs")), b));
     if (max_steps > 0 && ++steps >= max_steps) break;
   }
-  return acc.summary();
+  return acc.summary(&dist);
 }
 
 std::string shape_str(const torch::Tensor& t) { return c10::str(t.sizes()); }
@@ -184,9 +185,10 @@ TrainResult transfer_train(TrainerContext& ctx) {
   auto& model = *ctx.model;
   auto& dataset = *ctx.dataset;
   const auto& meta = dataset.meta_data;
+  const DistributedContext& dist = *ctx.dist;
 
   // ---- Set-up: read every key before finish_setup() checks for unknown ones. ----
-  const torch::Device device = get_device(config);
+  const torch::Device device = dist.is_distributed() ? dist.device : get_device(config);
   auto network = model.build_network();
   network->to(device);
   if (auto bias = config.get_optional<double>("init_head_bias")) init_head_bias(*network, *bias);
@@ -201,38 +203,21 @@ TrainResult transfer_train(TrainerContext& ctx) {
   auto optimizer = make_optimizer(config, network->named_parameters());
   const LrFn lr_fn = get_learning_rate_fn(config);
   const auto max_grad_norm = config.get_optional<double>("max_grad_norm");
-  const auto batch_size = config.get<int64_t>("batch_size");
-  const auto steps = get_num_training_steps(config, meta);
-  const int64_t total_steps = steps.total_steps;
-  const int64_t log_eval_steps = config.get<int64_t>("log_eval_steps", steps.steps_per_epoch);
-  if (log_eval_steps <= 0)
-    throw Error("config needs 'log_eval_steps' (the dataset size is unknown, so there is no epoch default)");
-  const int64_t log_summary_steps = config.get<int64_t>("log_summary_steps", log_eval_steps);
-  const bool checkpointing = config.get<bool>("checkpoint", true);
-  const int64_t checkpoint_steps = config.get<int64_t>("checkpoint_steps", log_eval_steps);
-  const int max_checkpoint_keep = config.get<int>("max_checkpoint_keep", 3);
-  const int64_t steps_per_eval = config.get<int64_t>("steps_per_eval", 0);
+  const LoopConfig loop_config = read_loop_config(config, meta, /*with_best=*/false);
   const auto eval_sets = read_eval_sets(config);
   auto metrics_fn = model.get_metrics_fn("train");
   std::unique_ptr<FewShotEvaluator> fewshot;
-  if (config.has("fewshot")) fewshot = std::make_unique<FewShotEvaluator>(config, ctx.dataset, log_eval_steps);
+  if (config.has("fewshot")) fewshot = std::make_unique<FewShotEvaluator>(config, ctx.dataset, loop_config.log_eval_steps);
   std::unique_ptr<LinearProbeEvaluator> linear_probe;
   if (config.has("linear_probe"))
-    linear_probe = std::make_unique<LinearProbeEvaluator>(config, ctx.dataset, log_eval_steps);
+    linear_probe = std::make_unique<LinearProbeEvaluator>(config, ctx.dataset, loop_config.log_eval_steps);
+  if ((fewshot || linear_probe) && dist.is_distributed())
+    throw Error("transfer_trainer: the fewshot and linear_probe evaluations run on one process only (they fit "
+                "on features of whole splits); remove them or run without a launcher");
 
-  const std::string ckpt_dir = (fs::path(ctx.workdir) / "checkpoints").string();
-  int64_t start_step = 0;
-  Chrono chrono(device.is_cuda() ? 1 : at::get_num_threads());
   TrainStateRef state{network.get(), optimizer.get(), 0, "{}"};
-  if (checkpointing) {
-    if (auto latest = latest_checkpoint(ckpt_dir)) {
-      restore_checkpoint(*latest, state);
-      start_step = state.step;
-      const auto meta_json = nlohmann::json::parse(state.metadata, nullptr, /*allow_exceptions=*/false);
-      chrono.restore(meta_json.is_object() ? meta_json.value("chrono", nlohmann::json{}) : nlohmann::json{});
-      SCENIC_LOG_INFO << "resumed from " << *latest << " at step " << start_step;
-    }
-  }
+  TrainLoop loop(ctx, loop_config, state, *network, device);
+  const int64_t start_step = loop.restore();
   // Only a fresh run initializes from the pre-trained checkpoint (Scenic: start_step == 0);
   // a resumed one already holds the fine-tuned weights.
   std::optional<InitFromReport> init_report;
@@ -241,45 +226,35 @@ TrainResult transfer_train(TrainerContext& ctx) {
     SCENIC_LOG_INFO << init_report->describe();
   }
   if (ctx.init_from && start_step == 0) ctx.init_from(*network);
+  loop.sync_parameters();
   int64_t num_params = 0;
   for (const auto& p : network->parameters()) num_params += p.numel();
   ctx.finish_setup();
-  SCENIC_LOG_INFO << "model: " << config.get<std::string>("model_name") << ", " << num_params
-                  << " parameters; device " << device.str() << "; " << total_steps << " steps ("
-                  << steps.steps_per_epoch << " per epoch), batch " << batch_size;
-  if (start_step == 0) {
-    std::map<std::string, double> step0{{"num_trainable_params", double(num_params)}};
-    if (init_report) {
-      step0["init_from_loaded"] = static_cast<double>(init_report->loaded.size());
-      step0["init_from_reinitialized"] = static_cast<double>(init_report->reinitialized.size());
-    }
-    ctx.writer->write(0, "train", step0);
+  std::map<std::string, double> step0;
+  if (init_report) {
+    step0["init_from_loaded"] = static_cast<double>(init_report->loaded.size());
+    step0["init_from_reinitialized"] = static_cast<double>(init_report->reinitialized.size());
   }
+  loop.log_start(config.get<std::string>("model_name"), num_params, "", step0);
 
-  auto save = [&](int64_t step) {
-    if (!checkpointing) return;
-    state.step = step;
-    state.metadata = nlohmann::json{{"chrono", chrono.state()}}.dump();
-    save_checkpoint(ckpt_dir, state, max_checkpoint_keep);
-  };
   auto run_eval = [&](const std::string& name, const std::string& split, int64_t step) {
-    auto m = evaluate_split(*network, model, dataset, split, device, split == "test" ? 0 : steps_per_eval);
+    loop.before_eval();
+    auto m = evaluate_split(*network, model, dataset, split, device, split == "test" ? 0 : loop_config.steps_per_eval,
+                            dist);
     network->train();
-    ctx.writer->write(step, name, m);
-    SCENIC_LOG_INFO << name << " (" << split << ") @ " << step << ": " << format_metrics(m);
+    loop.write_eval(step, name, m, " (" + split + ")");
     return m;
   };
   auto run_transfer_evals = [&](int64_t step, bool last) {
     if (fewshot && (last || step % fewshot->log_eval_steps() == 0)) {
       auto m = fewshot->summary(fewshot->run_all(*network, device));
-      if (steps.steps_per_epoch > 0) m["zz/epoch"] = static_cast<double>(step) / steps.steps_per_epoch;
-      ctx.writer->write(step, "fewshot", m);
-      SCENIC_LOG_INFO << "fewshot @ " << step << ": " << format_metrics(m);
+      if (loop_config.steps.steps_per_epoch > 0)
+        m["zz/epoch"] = static_cast<double>(step) / loop_config.steps.steps_per_epoch;
+      loop.write_eval(step, "fewshot", m);
     }
     if (linear_probe && (last || (linear_probe->log_eval_steps() > 0 && step % linear_probe->log_eval_steps() == 0))) {
       auto m = linear_probe->run_all(*network, device);
-      ctx.writer->write(step, "linear_eval", m);
-      SCENIC_LOG_INFO << "linear_eval @ " << step << ": " << format_metrics(m);
+      loop.write_eval(step, "linear_eval", m);
     }
     network->train();
   };
@@ -287,18 +262,16 @@ TrainResult transfer_train(TrainerContext& ctx) {
   // ---- The loop. ----
   PreemptionGuard preemption;
   std::vector<torch::Tensor> params = network->parameters();
+  GradientAllReducer reducer(params, ctx.dist);  // mean gradient over processes
   auto train_iter = dataset.train_iter(start_step);
   network->train();
   MetricsAccumulator train_metrics;
   torch::Tensor l2_grads_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
   int64_t window_steps = 0;
-  common::ProgressBar progress(total_steps, start_step, batch_size);
-  torch::Tensor last_loss;
 
-  for (int64_t step = start_step + 1; step <= total_steps; ++step) {
-    const bool last = step == total_steps;
-    const bool summary_due = step % log_summary_steps == 0 || last;
-    chrono.step_started();
+  for (int64_t step = start_step + 1; step <= loop.total_steps(); ++step) {
+    const bool last = step == loop.total_steps();
+    loop.step_started();
     auto batch = train_iter->next();
     if (!batch) throw Error("the training iterator ended at step " + std::to_string(step));
     auto b = batch_to_device(*batch, device);
@@ -309,63 +282,38 @@ TrainResult transfer_train(TrainerContext& ctx) {
     auto logits = network->forward(b.at("inputs"));
     auto loss = model.loss_function(logits, b, network.get());
     loss.backward();
+    reducer.finish();
     torch::Tensor grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
                                             : global_norm(grads_of(params));
     optimizer->step();
     train_metrics.add(metrics_fn(logits.detach(), b));
     l2_grads_sum.add_(grad_norm.detach());
-    last_loss = loss.detach();
     ++window_steps;
-    chrono.step_finished(batch_size);
+    loop.step_finished(step, loss);
 
-    if (progress.due()) progress.update(step, last_loss.item<double>());
-
-    if (summary_due) {
-      auto m = train_metrics.summary();
-      if (!std::isfinite(m["loss"]) || !std::isfinite(last_loss.item<double>())) {
-        progress.finish();
-        throw TrainingDivergedError("training diverged: the loss is NaN/Inf at step " +
-                                    std::to_string(step) + "; the last good checkpoint is kept in " + ckpt_dir);
-      }
+    if (loop.summary_due(step)) {
+      auto m = train_metrics.summary(&dist);
       m["learning_rate"] = lr;
       m["l2_grads"] = l2_grads_sum.item<double>() / window_steps;
       m["l2_params"] = global_norm(params).item<double>();
-      for (const auto& [k, v] : chrono.summary()) m[k] = v;
-      ctx.writer->write(step, "train", m);
-      progress.finish();
-      SCENIC_LOG_INFO << "train @ " << step << ": " << format_metrics(m);
+      loop.write_train_summary(step, m);
       train_metrics.reset();
       l2_grads_sum.zero_();
       window_steps = 0;
     }
-    if (step % log_eval_steps == 0 && !last) {
-      progress.finish();
+    if (loop.eval_due(step))
       for (const auto& [name, split] : eval_sets) run_eval(name, split, step);
-    }
     if (!last) run_transfer_evals(step, false);
-    const int signal = PreemptionGuard::requested();
-    if (step % checkpoint_steps == 0 || last || signal != 0) {
-      if (!std::isfinite(last_loss.item<double>()))
-        throw TrainingDivergedError("training diverged: the loss is NaN/Inf at step " + std::to_string(step) +
-                                    "; the last good checkpoint is kept in " + ckpt_dir);
-      save(step);
-    }
-    if (signal != 0) {
-      progress.finish();
-      throw PreemptedError("stopped by signal " + std::to_string(signal) + " at step " + std::to_string(step) +
-                               (checkpointing ? "; checkpoint saved in " + ckpt_dir + ", rerun the same command to resume"
-                                              : " (checkpoint: false, nothing saved)"),
-                           signal);
-    }
+    loop.end_step(step);
   }
-  progress.finish();
+  loop.finish();
 
   // The end: every eval set, `test` (what `scenic eval` reproduces), and the transfer
   // evaluations of the final weights.
   TrainResult result;
-  for (const auto& [name, split] : eval_sets) result[name] = run_eval(name, split, total_steps);
-  if (!result.count("test")) result["test"] = run_eval("test", "test", total_steps);
-  run_transfer_evals(total_steps, true);
+  for (const auto& [name, split] : eval_sets) result[name] = run_eval(name, split, loop.total_steps());
+  if (!result.count("test")) result["test"] = run_eval("test", "test", loop.total_steps());
+  run_transfer_evals(loop.total_steps(), true);
   return result;
 }
 
