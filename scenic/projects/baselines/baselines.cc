@@ -4,6 +4,7 @@
 #include "scenic/model_lib/base_models/multilabel_classification_model.h"
 #include "scenic/model_lib/base_models/segmentation_model.h"
 #include "scenic/common_lib/errors.h"
+#include "scenic/projects/baselines/axial_resnet.h"
 #include "scenic/projects/baselines/bit_resnet.h"
 #include "scenic/projects/baselines/detr/detr_base_model.h"
 #include "scenic/projects/baselines/detr/detr_trainer.h"
@@ -83,6 +84,10 @@ void register_baseline_models(model::ModelRegistry& registry) {
                top_level_factory<ClassificationModel>(BitResNet::from_config, kBitResNetDefaultConfig));
   registry.add("bit_resnet_multilabel_classification",
                top_level_factory<MultiLabelClassificationModel>(BitResNet::from_config, kBitResNetDefaultConfig));
+  registry.add("axial_resnet_classification",
+               top_level_factory<ClassificationModel>(AxialResNet::from_config, kAxialResNetDefaultConfig));
+  registry.add("axial_resnet_multilabel_classification",
+               top_level_factory<MultiLabelClassificationModel>(AxialResNet::from_config, kAxialResNetDefaultConfig));
   registry.add("mixer_classification", factory<ClassificationModel>(Mixer::from_config, kMixerDefaultConfig));
   registry.add("mixer_multilabel_classification",
                factory<MultiLabelClassificationModel>(Mixer::from_config, kMixerDefaultConfig));

@@ -110,6 +110,8 @@ std::string small_config(const std::string& name) {
   if (name == "simple_cnn_classification")
     return yaml + "model:\n  num_filters: [4, 8]\n  kernel_sizes: [3, 3]\n  use_bias: true\n";
   if (name.starts_with("resnet_")) return yaml + "num_filters: 4\nnum_layers: 9\n";  // Scenic: top level
+  if (name.starts_with("axial_resnet_"))
+    return yaml + "num_layers: 5\nwidth_factor: 0.5\naxial_attention_configs: {num_heads: 2}\n";
   if (name.starts_with("bit_resnet_")) return yaml + "num_layers: 5\nwidth_factor: 0.125\ngn_num_groups: 4\n";
   if (name.starts_with("hybrid_vit_"))
     return yaml + "model:\n  resnet: {num_layers: [1], width_factor: 0.5}\n  patches: {size: [1, 1]}\n"
@@ -135,7 +137,8 @@ TEST(BaselineRegistry, RegistersScenicNames) {
   model::ModelRegistry registry;
   register_baseline_models(registry);
   EXPECT_EQ(registry.names(),
-            (std::vector<std::string>{"bit_resnet_classification", "bit_resnet_multilabel_classification", "detr",
+            (std::vector<std::string>{"axial_resnet_classification", "axial_resnet_multilabel_classification",
+                                      "bit_resnet_classification", "bit_resnet_multilabel_classification", "detr",
                                       "fully_connected_classification", "hybrid_vit_classification",
                                       "hybrid_vit_multilabel_classification", "mixer_classification",
                                       "mixer_multilabel_classification", "resnet_classification",
