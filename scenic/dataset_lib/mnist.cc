@@ -4,6 +4,8 @@
 
 #include "scenic/common_lib/errors.h"
 #include "scenic/dataset_lib/idx_reader.h"
+#include "scenic/dataset_lib/pipeline.h"
+#include "scenic/dataset_lib/tensor_source.h"
 
 namespace scenic::dataset {
 namespace {
@@ -29,10 +31,29 @@ ArraySplit load_split(const std::string& dir, const std::string& prefix) {
   return split;
 }
 
+// An ExampleSource over a split ([N, 1, H, W] -> the HWC layout decoded images have).
+SourcePtr make_source(const std::string& dir, const std::string& split, const ArraySplit& arrays) {
+  auto describe = [dir, split](int64_t i) { return dir + " " + split + " example " + std::to_string(i); };
+  return std::make_shared<TensorImageSource>(arrays.images.permute({0, 2, 3, 1}).contiguous(), arrays.labels,
+                                             describe);
+}
+
 std::unique_ptr<Dataset> build(const std::string& name, const std::string& default_dir,
                                const DatasetOptions& options) {
   const std::string dir = options.dataset_configs.get<std::string>("data_dir", default_dir);
   MnistArrays arrays = load_mnist_arrays(dir);
+  if (options.dataset_configs.has("pp_train") || options.dataset_configs.has("pp_eval")) {
+    // Augmentation asked for: the shared pipeline (same batches, same global-batch
+    // slicing across processes, per-example random ops on worker threads).
+    PipelineConfig cfg = PipelineConfig::from_options(name, Task::kClassification, options, "", "");
+    MetaData meta;
+    meta.num_classes = kNumClasses;
+    meta.input_shape = arrays.train.images.sizes().vec();
+    meta.input_shape[0] = -1;
+    SourcePtr test = make_source(dir, "test", arrays.test);
+    return make_pipeline_dataset(std::move(cfg), make_source(dir, "train", arrays.train),
+                                 {{"valid", test}, {"test", test}}, meta);
+  }
   // Scenic evaluates MNIST-style datasets on the test split under both names.
   std::map<std::string, ArraySplit> eval{{"valid", arrays.test}, {"test", arrays.test}};
   return std::make_unique<ArrayDataset>(name, std::move(arrays.train), std::move(eval),

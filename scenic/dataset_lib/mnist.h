@@ -7,6 +7,11 @@
 // {train,t10k}-{images-idx3,labels-idx1}-ubyte, each optionally with a `.gz` suffix.
 // Defaults: /usr/share/datasets/mnist and /usr/share/datasets/fashion-mnist (the Debian
 // `dataset-fashion-mnist` package).
+// Without `dataset_configs.pp_train` / `pp_eval` the batches are gathered straight from
+// the in-memory arrays (ArrayDataset). With either, the examples go through the shared
+// pipeline (pipeline.h) with those preprocessing strings, e.g.
+// `pp_train: "random_crop_with_pad(28, 2)|flip_lr"` (empty means none); both give the
+// same [B, 1, 28, 28] float inputs in [0, 1] and the same keys.
 #pragma once
 
 #include <memory>

@@ -228,6 +228,36 @@ TEST_F(FakeMnist, TwoProcessesSliceTheGlobalBatch) {
   EXPECT_NE(error_of([&] { build_fashion_mnist(bad); }).find("batch_size 12 is larger than the 10"), std::string::npos);
 }
 
+// With a pp string the examples go through the pipeline: with no ops the batches equal
+// the array path's (same stream order, same /255 normalization); flip_lr mirrors some.
+TEST_F(FakeMnist, PpStringsUseThePipelineWithTheSameBatches) {
+  auto arrays = build(4, 3, 9);
+  DatasetOptions o = options(dir_.path(), 4, 3, 9);
+  o.dataset_configs.set<std::string>("pp_train", "");
+  o.dataset_configs.set<std::string>("pp_eval", "");
+  auto piped = build_fashion_mnist(o);
+  EXPECT_EQ(piped->meta_data.input_shape, arrays->meta_data.input_shape);
+  EXPECT_EQ(piped->meta_data.num_train_examples, kTrain);
+  auto a = take(*arrays->train_iter(0), 5), b = take(*piped->train_iter(0), 5);
+  for (size_t k = 0; k < a.size(); ++k)
+    for (const std::string key : {"inputs", "label", "batch_mask"})
+      EXPECT_TRUE(torch::equal(a[k].at(key), b[k].at(key))) << "step " << k << " " << key;
+  expect_same_batches(drain(*arrays->eval_iter("test")), drain(*piped->eval_iter("test")));
+
+  o.dataset_configs.set<std::string>("pp_train", "flip_lr");
+  auto flipped = take(*build_fashion_mnist(o)->train_iter(0), 5);
+  int mirrored = 0;
+  for (size_t k = 0; k < a.size(); ++k)
+    for (int64_t j = 0; j < 4; ++j) {
+      const auto x = a[k].at("inputs")[j], y = flipped[k].at("inputs")[j];
+      const bool same = torch::equal(x, y), mirror = torch::equal(x.flip({2}), y);
+      EXPECT_TRUE(same || mirror) << "step " << k << " slot " << j;
+      mirrored += !same && mirror;
+    }
+  EXPECT_GT(mirrored, 0);  // 20 draws of p = 0.5 (and the fake images are not symmetric)
+  EXPECT_LT(mirrored, 20);
+}
+
 TEST_F(FakeMnist, EvalBatchSizeDefaultsToBatchSizeAndMayExceedSplit) {
   auto ds = build(4, 0);
   auto batches = drain(*ds->eval_iter("test"));
