@@ -30,6 +30,7 @@
 #include "scenic/train_lib/ema.h"
 #include "scenic/train_lib/launcher.h"
 #include "scenic/train_lib/preemption.h"
+#include "scenic/train_lib/segmentation_trainer.h"
 #include "scenic/train_lib/setup.h"
 #include "scenic/train_lib/train_utils.h"
 #include "scenic/train_lib/trainers.h"
@@ -141,7 +142,17 @@ int cmd_eval(const std::string& workdir) {
     SCENIC_LOG_INFO << "evaluating the EMA weights";
   };
   scenic::train::restore_checkpoint(*latest, state);
-  auto metrics = scenic::train::evaluate(*network, *model, *dataset, "test", device);
+  // What the run's trainer computes on its test split: segmentation adds the global
+  // mean IoU over the whole split; DETR's COCO evaluation lives in its trainer.
+  const auto trainer = config.get<std::string>("trainer_name");
+  if (trainer == "detr_trainer")
+    throw scenic::Error("scenic eval: a detr_trainer run is evaluated by its trainer (test AP in " + workdir +
+                        "/metrics.jsonl, detections in detections_test.json)");
+  std::map<std::string, double> metrics;
+  if (const auto* seg = dynamic_cast<const scenic::model::SegmentationModel*>(model.get()))
+    metrics = scenic::train::evaluate_segmentation(*network, *seg, *dataset, "test", device);
+  else
+    metrics = scenic::train::evaluate(*network, *model, *dataset, "test", device);
   scenic::common::MetricWriter writer((fs::path(workdir) / "metrics.jsonl").string());
   writer.write(state.step, "test", metrics);
   std::cout << "checkpoint " << *latest << " (step " << state.step << ") test:";

@@ -19,10 +19,20 @@
 namespace scenic::baselines {
 namespace {
 
+// Scenic's configs carry `model_dtype_str` at the top level ('float32' or 'bfloat16');
+// parameters here are float32 (mixed precision is `autocast_dtype`).
+void check_model_dtype(const common::ConfigDict& config) {
+  const auto dtype = config.get<std::string>("model_dtype_str", "float32");
+  if (dtype != "float32")
+    throw Error("config key 'model_dtype_str': only float32 is supported, got '" + dtype +
+                "' (for bfloat16 compute with float32 weights set autocast_dtype: bfloat16)");
+}
+
 template <typename TaskModel>
 model::ModelFactory factory(typename model::NetworkModel<TaskModel>::NetworkFn network_fn,
                             const char* default_config) {
   return [network_fn, default_config](const common::ConfigDict& config, const dataset::MetaData& meta) {
+    check_model_dtype(config);
     return std::make_unique<model::NetworkModel<TaskModel>>(config, meta, network_fn, default_config);
   };
 }
@@ -40,9 +50,7 @@ class TopLevelKeysModel : public TaskModel {
       : TaskModel(std::move(config), std::move(meta)), fn_(std::move(fn)), defaults_(std::move(defaults)) {}
 
   std::shared_ptr<model::Network> build_network() const override {
-    const auto dtype = this->config_.template get<std::string>("model_dtype_str", "float32");
-    if (dtype != "float32")
-      throw Error("config key 'model_dtype_str': only float32 is supported, got '" + dtype + "'");
+    check_model_dtype(this->config_);
     if (this->config_.has("num_layers")) return fn_(this->config_, this->meta_data_);
     return fn_(this->model_config(), this->meta_data_);
   }
