@@ -46,10 +46,8 @@ std::unique_ptr<Dataset> build(const std::string& name, const std::string& defau
     // Augmentation asked for: the shared pipeline (same batches, same global-batch
     // slicing across processes, per-example random ops on worker threads).
     PipelineConfig cfg = PipelineConfig::from_options(name, Task::kClassification, options, "", "");
-    MetaData meta;
+    MetaData meta;  // input_shape: probed through pp_train (it may resize)
     meta.num_classes = kNumClasses;
-    meta.input_shape = arrays.train.images.sizes().vec();
-    meta.input_shape[0] = -1;
     SourcePtr test = make_source(dir, "test", arrays.test);
     return make_pipeline_dataset(std::move(cfg), make_source(dir, "train", arrays.train),
                                  {{"valid", test}, {"test", test}}, meta);

@@ -246,6 +246,9 @@ TEST_F(FakeMnist, PpStringsUseThePipelineWithTheSameBatches) {
 
   o.dataset_configs.set<std::string>("pp_train", "flip_lr");
   auto flipped = take(*build_fashion_mnist(o)->train_iter(0), 5);
+  // The input shape is what the pp chain makes.
+  o.dataset_configs.set<std::string>("pp_train", "resize(40)");
+  EXPECT_EQ(build_fashion_mnist(o)->meta_data.input_shape, (std::vector<int64_t>{-1, 1, 40, 40}));
   int mirrored = 0;
   for (size_t k = 0; k < a.size(); ++k)
     for (int64_t j = 0; j < 4; ++j) {
