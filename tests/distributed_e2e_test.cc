@@ -176,6 +176,37 @@ TEST_F(DistributedE2E, GlobalBatchMustDivideByTheProcesses) {
                             "number of processes (2)");
 }
 
+// SIGTERM to `scenic launch` reaches both ranks; they agree on a step, rank 0 saves a
+// checkpoint, both exit 128 + 15; the same command then resumes and ends with the
+// parameters of an uninterrupted one-process run.
+TEST_F(DistributedE2E, SigtermStopsEveryRankAtOneStepAndTheJobResumes) {
+  const auto one = tmp_.file("one"), two = tmp_.file("preempted");
+  auto r1 = run_scenic(train_args(one) + " --config.checkpoint_steps=1");
+  ASSERT_EQ(r1.status, 0) << r1.output;
+  const std::vector<std::string> args{"launch", "--nproc_per_node", "2", "--master_port",
+                                      std::to_string(test_port(4)), "--", SCENIC_BINARY, "train",
+                                      "--config", config_, "--workdir", two, "--config.checkpoint_steps=1"};
+  const pid_t pid = spawn_scenic(args, tmp_.file("launch.log"));
+  ASSERT_GT(pid, 0);
+  // Stop it once a few steps are done (rank 0 checkpoints every step).
+  for (int i = 0; i < 600 && !fs::exists(two + "/checkpoints/checkpoint_3"); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(two + "/checkpoints/checkpoint_3")) << slurp(tmp_.file("launch.log"));
+  ::kill(pid, SIGTERM);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  const std::string log = slurp(tmp_.file("launch.log"));
+  if (!(WIFEXITED(st) && WEXITSTATUS(st) == 0)) {  // (it may have finished all 12 steps first)
+    EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 128 + SIGTERM) << log;
+    EXPECT_CONTAINS(log, "stopped by signal 15");
+    auto r2 = run_scenic("launch --nproc_per_node 2 --master_port " + std::to_string(test_port(5)) + " -- " +
+                         SCENIC_BINARY + " " + train_args(two) + " --config.checkpoint_steps=1");
+    ASSERT_EQ(r2.status, 0) << r2.output;
+    EXPECT_CONTAINS(r2.output, "resumed from");
+  }
+  EXPECT_LE(max_param_diff(one, two), 1e-6);
+}
+
 // Rank 1 is SIGKILLed mid-training; rank 0 must not hang: it exits non-zero with a
 // distributed error well within distributed.timeout_s (20 s) plus start-up.
 TEST_F(DistributedE2E, SurvivorExitsWithAnErrorWhenAPeerDies) {
