@@ -56,7 +56,9 @@ double replace_non_finite(double* data, int64_t n);
 // Scenic's hungarian_matcher. cost: [N, M] -> [2, K] or [B, N, M] -> [B, 2, K], any
 // floating dtype, any device (solved on the CPU; output on the CPU, int64). n_cols: [B]
 // integers (or [] for a single matrix), the number of non-padded columns; requires
-// N >= M. Batch elements are solved in parallel on ATen's intra-op thread pool.
+// N >= M. Batches of more than ~32k cost entries in all are shared, element by element,
+// between the calling thread and at::get_num_threads() - 1 tasks of ATen's inter-op
+// pool (at::launch); the result does not depend on the thread count.
 torch::Tensor hungarian_matcher(const torch::Tensor& cost,
                                 const std::optional<torch::Tensor>& n_cols = std::nullopt);
 

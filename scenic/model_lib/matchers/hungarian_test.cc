@@ -7,6 +7,7 @@
 #include "scenic/model_lib/matchers/hungarian.h"
 
 #include <gtest/gtest.h>
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -237,6 +238,67 @@ TEST(HungarianMatcher, NonFiniteCostsUseTheBound) {
   auto mixed = torch::tensor({1e308, -1e308, inf, nan, 1e308, -inf, 3.0, -1e308, nan}, torch::kDouble)
                    .reshape({3, 3});
   matching_cost(hungarian_matcher(mixed), mixed);
+}
+
+// The loader has three paths: a vectorized 2x2-block transpose (contiguous, N > M), a
+// strided element loop (other strides) and a row copy (N <= M); odd sizes exercise the
+// block tails. All three must see the same problem: the same optimal cost on cost, on
+// cost.T and on a non-contiguous view of cost, in float32 and float64, also with
+// non-finite entries in the tail row and column (costed at the bound of the matrix).
+TEST(HungarianMatcher, LoadPathsAgree) {
+  torch::manual_seed(3);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  for (auto [n, m] : std::vector<std::pair<int64_t, int64_t>>{{101, 37}, {9, 3}, {7, 5}, {33, 1}, {64, 63}, {2, 1}}) {
+    for (auto dtype : {torch::kFloat, torch::kDouble}) {
+      for (bool non_finite : {false, true}) {
+        auto cost = (torch::rand({n, m}, torch::kDouble) * 4 - 1).to(dtype);  // [N, M]
+        if (non_finite) {
+          cost[n - 1][m - 1] = nan;  // tail row and column of the 2x2 blocks
+          cost[0][m - 1] = inf;
+          cost[n - 1][0] = -inf;
+        }
+        auto as_double = cost.to(torch::kDouble);
+        double bound = 0.0;
+        if (non_finite) {
+          auto copy = as_double.clone();
+          bound = replace_non_finite(copy.data_ptr<double>(), copy.numel());
+        }
+        const std::string what = std::to_string(n) + "x" + std::to_string(m) + " " +
+                                 c10::toString(dtype) + (non_finite ? " non-finite" : "");
+        auto fast = hungarian_matcher(cost);                          // block transpose
+        auto strided = hungarian_matcher(cost.t().contiguous().t());  // strides {1, N}
+        auto rows = hungarian_matcher(cost.t().contiguous());         // [M, N]: row copy
+        const double want = matching_cost(fast, as_double, bound);
+        EXPECT_TRUE(torch::equal(fast, strided)) << what;
+        // rows pairs (target, prediction): swap back to (prediction, target) order.
+        auto swapped = torch::stack({rows[1], rows[0]});
+        auto by_col = swapped.index_select(1, std::get<1>(swapped[1].sort()));
+        EXPECT_NEAR(matching_cost(by_col, as_double, bound), want, 1e-9 * std::max(1.0, std::abs(want))) << what;
+        if (n <= 9 && !non_finite) EXPECT_NEAR(want, brute_force(as_double), 1e-9) << what;
+      }
+    }
+  }
+}
+
+// A batch large enough to be shared among threads (helpers on ATen's inter-op pool)
+// gives, element for element, what solving each element alone (serially) gives.
+TEST(HungarianMatcher, LargeBatchSameAsOneByOne) {
+  torch::manual_seed(4);
+  const int64_t b = 24, n = 100, m = 60;
+  auto cost = torch::rand({b, n, m});  // float32, [B, N, M]
+  auto n_cols = torch::randint(0, m + 1, {b}, torch::kLong);
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  auto batched = hungarian_matcher(cost, n_cols);
+  auto unpadded = hungarian_matcher(cost);
+  at::set_num_threads(threads);
+  ASSERT_EQ(batched.sizes(), (std::vector<int64_t>{b, 2, m}));
+  for (int64_t e = 0; e < b; ++e) {
+    EXPECT_TRUE(torch::equal(batched[e], hungarian_matcher(cost.slice(0, e, e + 1), n_cols.slice(0, e, e + 1))[0]))
+        << e;
+    EXPECT_TRUE(torch::equal(unpadded[e], hungarian_matcher(cost[e]))) << e;
+  }
 }
 
 TEST(HungarianMatcher, RawSolverAndErrors) {
