@@ -12,6 +12,7 @@ namespace {
 std::mutex g_mutex;
 std::ofstream g_file;
 int g_rank = 0;
+const std::chrono::steady_clock::time_point g_start = std::chrono::steady_clock::now();
 
 std::string timestamp() {
   auto now = std::chrono::system_clock::now();
@@ -28,6 +29,10 @@ void set_log_file(const std::string& path) {
   std::lock_guard<std::mutex> lock(g_mutex);
   if (g_file.is_open()) g_file.close();
   if (!path.empty()) g_file.open(path, std::ios::app);
+}
+
+double seconds_since_start() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - g_start).count();
 }
 
 void set_log_rank(int rank) {

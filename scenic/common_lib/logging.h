@@ -12,6 +12,8 @@ namespace scenic::common {
 void set_log_file(const std::string& path);  // appends; "" closes
 void set_log_rank(int rank);
 void log_line(const std::string& level, const std::string& message);
+// Seconds since this program's static initialization (about its start).
+double seconds_since_start();
 
 // LOG_INFO << "step " << step; — one line, flushed at the end of the statement.
 class LogStream {

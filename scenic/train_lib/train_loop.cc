@@ -84,6 +84,11 @@ void TrainLoop::log_start(const std::string& model_name, int64_t num_params, con
 void TrainLoop::step_finished(int64_t step, const torch::Tensor& loss) {
   last_loss_ = loss.detach();
   chrono_.step_finished(cfg_.batch_size);
+  if (step == start_step_ + 1) {
+    progress_->finish();
+    SCENIC_LOG_INFO << "first step done " << common::seconds_since_start()
+                    << " s after the start (set-up, data loading, first batch, first update)";
+  }
   if (ctx_.dist->is_lead() && progress_->due()) progress_->update(step, last_loss_.item<double>());
 }
 
