@@ -84,6 +84,7 @@ void TrainLoop::log_start(const std::string& model_name, int64_t num_params, con
 void TrainLoop::step_finished(int64_t step, const torch::Tensor& loss) {
   last_loss_ = loss.detach();
   chrono_.step_finished(cfg_.batch_size);
+  if (!progress_) throw Error("TrainLoop: call restore() before the first step");
   if (step == start_step_ + 1) {
     progress_->finish();
     SCENIC_LOG_INFO << "first step done " << common::seconds_since_start()
@@ -93,7 +94,7 @@ void TrainLoop::step_finished(int64_t step, const torch::Tensor& loss) {
 }
 
 void TrainLoop::write_train_summary(int64_t step, std::map<std::string, double> metrics) {
-  progress_->finish();
+  if (progress_) progress_->finish();
   // metrics are global; the last loss is this rank's, so the verdict is taken together.
   const bool finite = std::isfinite(metrics["loss"]) && std::isfinite(last_loss_.item<double>());
   if (any_process(!finite, *ctx_.dist))
@@ -157,7 +158,7 @@ void TrainLoop::end_step(int64_t step) {
     }
   }
   if (signal != 0) {
-    progress_->finish();
+    if (progress_) progress_->finish();
     throw PreemptedError("stopped by signal " + std::to_string(signal) + " at step " + std::to_string(step) +
                              (cfg_.checkpointing ? "; checkpoint saved in " + ckpt_dir_ +
                                                        ", rerun the same command to resume"
