@@ -77,7 +77,7 @@ TrainResult classification_train(TrainerContext& ctx) {
   const DistributedContext& dist = *ctx.dist;
 
   // ---- Set-up: read every key before finish_setup() checks for unknown ones. ----
-  const torch::Device device = dist.is_distributed() ? dist.device : get_device(config);
+  const torch::Device device = trainer_device(ctx);
   auto network = model.build_network();
   network->to(device);
   if (auto bias = config.get_optional<double>("init_head_bias")) init_head_bias(*network, *bias);
@@ -137,9 +137,6 @@ TrainResult classification_train(TrainerContext& ctx) {
   auto train_iter = dataset.train_iter(start_step);
   network->train();
   MetricsAccumulator train_metrics;
-  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device);
-  torch::Tensor l2_grads_sum = torch::zeros({}, f64);
-  int64_t window_steps = 0;
 
   for (int64_t step = start_step + 1; step <= loop.total_steps(); ++step) {
     const bool summary_due = loop.summary_due(step);
@@ -183,9 +180,7 @@ TrainResult classification_train(TrainerContext& ctx) {
     optimizer->step();
     if (ema) ema->update(step - 1);
     train_metrics.add(metrics_fn(logits, b));
-    l2_grads_sum.add_(grad_norm.detach());
-    ++window_steps;
-    loop.step_finished(step, loss);
+    loop.step_finished(step, loss, grad_norm);
 
     if (summary_due) {
       auto m = train_metrics.summary(&dist);
@@ -194,14 +189,9 @@ TrainResult classification_train(TrainerContext& ctx) {
         torch::NoGradGuard no_grad;
         for (size_t i = 0; i < params.size(); ++i) updates.push_back(params[i].detach() - before[i]);
       }
-      m["learning_rate"] = lr;
-      m["l2_grads"] = l2_grads_sum.item<double>() / window_steps;
-      m["l2_params"] = global_norm(params).item<double>();
       m["l2_updates"] = global_norm(updates).item<double>();
-      loop.write_train_summary(step, m);
+      loop.write_train_summary(step, m, lr, params);
       train_metrics.reset();
-      l2_grads_sum.zero_();
-      window_steps = 0;
     }
     if (loop.eval_due(step)) {
       loop.maybe_save_best(run_eval("valid", step), step);

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "scenic/common_lib/logging.h"
+#include "scenic/train_lib/optimizers.h"
 #include "scenic/train_lib/preemption.h"
 
 namespace scenic::train {
@@ -37,6 +38,10 @@ LoopConfig read_loop_config(const common::ConfigDict& config, const dataset::Met
   return c;
 }
 
+torch::Device trainer_device(const TrainerContext& ctx) {
+  return ctx.dist->is_distributed() ? ctx.dist->device : get_device(ctx.config);
+}
+
 TrainLoop::TrainLoop(TrainerContext& ctx, LoopConfig cfg, TrainStateRef state, torch::nn::Module& network,
                      torch::Device device)
     : ctx_(ctx),
@@ -46,7 +51,8 @@ TrainLoop::TrainLoop(TrainerContext& ctx, LoopConfig cfg, TrainStateRef state, t
       device_(device),
       ckpt_dir_((std::filesystem::path(ctx.workdir) / "checkpoints").string()),
       best_dir_((std::filesystem::path(ckpt_dir_) / "best").string()),
-      chrono_((device.is_cuda() ? 1 : at::get_num_threads()) * ctx.dist->world_size) {}
+      chrono_((device.is_cuda() ? 1 : at::get_num_threads()) * ctx.dist->world_size),
+      grad_norm_sum_(torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device))) {}
 
 int64_t TrainLoop::restore() {
   if (cfg_.checkpointing) {
@@ -81,8 +87,10 @@ void TrainLoop::log_start(const std::string& model_name, int64_t num_params, con
   ctx_.writer->write(0, "train", step0);
 }
 
-void TrainLoop::step_finished(int64_t step, const torch::Tensor& loss) {
+void TrainLoop::step_finished(int64_t step, const torch::Tensor& loss, const torch::Tensor& grad_norm) {
   last_loss_ = loss.detach();
+  grad_norm_sum_.add_(grad_norm.detach());
+  ++window_steps_;
   chrono_.step_finished(cfg_.batch_size);
   if (!progress_) throw Error("TrainLoop: call restore() before the first step");
   if (step == start_step_ + 1) {
@@ -93,13 +101,19 @@ void TrainLoop::step_finished(int64_t step, const torch::Tensor& loss) {
   if (ctx_.dist->is_lead() && progress_->due()) progress_->update(step, last_loss_.item<double>());
 }
 
-void TrainLoop::write_train_summary(int64_t step, std::map<std::string, double> metrics) {
+void TrainLoop::write_train_summary(int64_t step, std::map<std::string, double> metrics, double learning_rate,
+                                    const std::vector<torch::Tensor>& params) {
   if (progress_) progress_->finish();
   // metrics are global; the last loss is this rank's, so the verdict is taken together.
   const bool finite = std::isfinite(metrics["loss"]) && std::isfinite(last_loss_.item<double>());
   if (any_process(!finite, *ctx_.dist))
     throw TrainingDivergedError("training diverged: the loss is NaN/Inf at step " + std::to_string(step) +
                                 "; the last good checkpoint is kept in " + ckpt_dir_);
+  metrics["learning_rate"] = learning_rate;
+  metrics["l2_grads"] = grad_norm_sum_.item<double>() / std::max<int64_t>(window_steps_, 1);
+  metrics["l2_params"] = global_norm(params).item<double>();
+  grad_norm_sum_.zero_();
+  window_steps_ = 0;
   for (const auto& [k, v] : chrono_.summary()) metrics[k] = v;
   ctx_.writer->write(step, "train", metrics);
   SCENIC_LOG_INFO << "train @ " << step << ": " << format_metrics(metrics);

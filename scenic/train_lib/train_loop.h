@@ -24,8 +24,8 @@
 //   int64_t start = loop.restore();  ...init a fresh run...;  loop.sync_parameters();
 //   ctx.finish_setup();  loop.log_start(name, num_params);
 //   for (step = start + 1; step <= total; ++step) {
-//     loop.step_started(); ...step...; loop.step_finished(step, loss);
-//     if (loop.summary_due(step)) loop.write_train_summary(step, metrics);
+//     loop.step_started(); ...step...; loop.step_finished(step, loss, grad_norm);
+//     if (loop.summary_due(step)) loop.write_train_summary(step, metrics, lr, params);
 //     if (loop.eval_due(step)) { loop.before_eval(); loop.maybe_save_best(eval(), step); }
 //     loop.end_step(step);
 //   }
@@ -39,6 +39,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "scenic/common_lib/config.h"
 #include "scenic/common_lib/progress.h"
@@ -62,6 +63,10 @@ struct LoopConfig {
 
 // Reads the keys above (with `with_best` false, checkpoint_best_* are left unread).
 LoopConfig read_loop_config(const common::ConfigDict& config, const dataset::MetaData& meta, bool with_best = true);
+
+// The device a trainer uses: this process's (cuda:LOCAL_RANK) in a multi-process job,
+// else the config's `device` (get_device).
+torch::Device trainer_device(const TrainerContext& ctx);
 
 class TrainLoop {
  public:
@@ -93,11 +98,14 @@ class TrainLoop {
   int64_t eval_steps(const std::string& split) const { return split == "valid" ? cfg_.steps_per_eval : 0; }
 
   void step_started() { chrono_.step_started(); }
-  // Counts the step's examples and redraws the progress line when due (rank 0).
-  void step_finished(int64_t step, const torch::Tensor& loss);
+  // Counts the step's examples, adds the gradient's global norm to the summary window
+  // (on the device, no host sync) and redraws the progress line when due (rank 0).
+  void step_finished(int64_t step, const torch::Tensor& loss, const torch::Tensor& grad_norm);
   // Throws TrainingDivergedError when the summary's loss or the last step's is not
-  // finite; otherwise adds the timing metrics, writes and logs the summary.
-  void write_train_summary(int64_t step, std::map<std::string, double> metrics);
+  // finite; otherwise adds learning_rate, l2_grads (mean over the window), l2_params
+  // and the timing metrics, writes and logs the summary, and starts a new window.
+  void write_train_summary(int64_t step, std::map<std::string, double> metrics, double learning_rate,
+                           const std::vector<torch::Tensor>& params);
   // Before an evaluation: ends the progress line and averages BatchNorm statistics
   // over processes (every rank must call it).
   void before_eval();
@@ -132,6 +140,8 @@ class TrainLoop {
   std::optional<double> best_value_;
   std::optional<common::ProgressBar> progress_;  // made by restore(), which knows the start
   torch::Tensor last_loss_;
+  torch::Tensor grad_norm_sum_;  // float64 scalar on the device
+  int64_t window_steps_ = 0;
 };
 
 }  // namespace scenic::train

@@ -188,7 +188,7 @@ TrainResult transfer_train(TrainerContext& ctx) {
   const DistributedContext& dist = *ctx.dist;
 
   // ---- Set-up: read every key before finish_setup() checks for unknown ones. ----
-  const torch::Device device = dist.is_distributed() ? dist.device : get_device(config);
+  const torch::Device device = trainer_device(ctx);
   auto network = model.build_network();
   network->to(device);
   if (auto bias = config.get_optional<double>("init_head_bias")) init_head_bias(*network, *bias);
@@ -266,8 +266,6 @@ TrainResult transfer_train(TrainerContext& ctx) {
   auto train_iter = dataset.train_iter(start_step);
   network->train();
   MetricsAccumulator train_metrics;
-  torch::Tensor l2_grads_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
-  int64_t window_steps = 0;
 
   for (int64_t step = start_step + 1; step <= loop.total_steps(); ++step) {
     const bool last = step == loop.total_steps();
@@ -287,19 +285,12 @@ TrainResult transfer_train(TrainerContext& ctx) {
                                             : global_norm(grads_of(params));
     optimizer->step();
     train_metrics.add(metrics_fn(logits.detach(), b));
-    l2_grads_sum.add_(grad_norm.detach());
-    ++window_steps;
-    loop.step_finished(step, loss);
+    loop.step_finished(step, loss, grad_norm);
 
     if (loop.summary_due(step)) {
       auto m = train_metrics.summary(&dist);
-      m["learning_rate"] = lr;
-      m["l2_grads"] = l2_grads_sum.item<double>() / window_steps;
-      m["l2_params"] = global_norm(params).item<double>();
-      loop.write_train_summary(step, m);
+      loop.write_train_summary(step, m, lr, params);
       train_metrics.reset();
-      l2_grads_sum.zero_();
-      window_steps = 0;
     }
     if (loop.eval_due(step))
       for (const auto& [name, split] : eval_sets) run_eval(name, split, step);

@@ -251,6 +251,14 @@ inline __m128d load2(const float* p) {
 // does for a dense matrix, then rescales by a power of two when |entries| exceed 1e300,
 // so reduced costs (differences of entries) never overflow; the optimal assignment is
 // invariant under positive scaling.
+// What NaN/Inf entries become: above every finite entry (hi + range + 1), or hi when
+// that overflows; 0 when no entry is finite (hi < lo).
+double non_finite_bound(double hi, double lo) {
+  if (!(hi >= lo)) return 0.0;
+  const double bound = hi + (hi - lo) + 1.0;
+  return std::isfinite(bound) ? bound : hi;
+}
+
 void sanitize(double* data, int64_t nr, int64_t nc, int64_t ld) {
   double hi = -kInf, lo = kInf;
   bool any_bad = false;
@@ -265,11 +273,7 @@ void sanitize(double* data, int64_t nr, int64_t nc, int64_t ld) {
       }
     }
   }
-  double bound = 0.0;
-  if (hi >= lo) {
-    bound = hi + (hi - lo) + 1.0;
-    if (!std::isfinite(bound)) bound = hi;
-  }
+  const double bound = non_finite_bound(hi, lo);
   double max_abs = 0.0;
   for (int64_t i = 0; i < nr; ++i) {
     for (int64_t j = 0; j < nc; ++j) {
@@ -456,11 +460,7 @@ double replace_non_finite(double* data, int64_t n) {
       any_bad = true;
     }
   }
-  double bound = 0.0;
-  if (hi >= lo) {
-    bound = hi + (hi - lo) + 1.0;
-    if (!std::isfinite(bound)) bound = hi;
-  }
+  const double bound = non_finite_bound(hi, lo);
   if (any_bad)
     for (int64_t t = 0; t < n; ++t)
       if (!std::isfinite(data[t])) data[t] = bound;

@@ -136,9 +136,6 @@ TrainResult detr_train(TrainerContext& ctx) {
   auto train_iter = dataset.train_iter(start_step);
   network->train();
   train::MetricsAccumulator train_metrics;
-  const auto f64 = torch::TensorOptions().dtype(torch::kFloat64).device(device);
-  torch::Tensor l2_grads_sum = torch::zeros({}, f64);
-  int64_t window_steps = 0;
 
   for (int64_t step = start_step + 1; step <= loop.total_steps(); ++step) {
     loop.step_started();
@@ -159,19 +156,12 @@ TrainResult detr_train(TrainerContext& ctx) {
     optimizer->step();
     if (ema) ema->update(step - 1);
     train_metrics.add(result.metrics);
-    l2_grads_sum.add_(grad_norm.detach());
-    ++window_steps;
-    loop.step_finished(step, result.total);
+    loop.step_finished(step, result.total, grad_norm);
 
     if (loop.summary_due(step)) {
       auto m = train_metrics.summary();
-      m["learning_rate"] = lr;
-      m["l2_grads"] = l2_grads_sum.item<double>() / window_steps;
-      m["l2_params"] = train::global_norm(params).item<double>();
-      loop.write_train_summary(step, m);
+      loop.write_train_summary(step, m, lr, params);
       train_metrics.reset();
-      l2_grads_sum.zero_();
-      window_steps = 0;
     }
     if (loop.eval_due(step)) loop.maybe_save_best(run_eval("valid", step), step);
     loop.end_step(step);
