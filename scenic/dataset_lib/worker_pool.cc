@@ -41,13 +41,17 @@ WorkerPool::~WorkerPool() {
   for (auto& t : threads_) t.join();
 }
 
-void WorkerPool::work(const std::function<void(int64_t)>* fn, int64_t n) {
+void WorkerPool::work(uint64_t generation) {
   for (;;) {
     int64_t i;
+    const std::function<void(int64_t)>* fn;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (next_ >= n) return;
+      // A worker that wakes late may find that its run() has returned and the next one
+      // begun: it must not take indices of a job whose fn it did not read with them.
+      if (generation_ != generation || next_ >= n_) return;
       i = next_++;
+      fn = fn_;
     }
     try {
       (*fn)(i);
@@ -65,18 +69,14 @@ void WorkerPool::worker_loop() {
   init_data_thread();
   uint64_t seen = 0;
   for (;;) {
-    const std::function<void(int64_t)>* fn;
-    int64_t n;
     {
       std::unique_lock<std::mutex> lock(mu_);
       start_.wait(lock, [&] { return stop_ || generation_ != seen; });
       if (stop_) return;
       seen = generation_;
-      fn = fn_;
-      n = n_;
       ++active_;  // run() waits for us before its fn goes out of scope
     }
-    work(fn, n);
+    work(seen);
     {
       std::lock_guard<std::mutex> lock(mu_);
       --active_;
@@ -87,6 +87,7 @@ void WorkerPool::worker_loop() {
 
 void WorkerPool::run(int64_t n, const std::function<void(int64_t)>& fn) {
   if (n <= 0) return;
+  uint64_t generation;
   {
     std::lock_guard<std::mutex> lock(mu_);
     fn_ = &fn;
@@ -94,10 +95,10 @@ void WorkerPool::run(int64_t n, const std::function<void(int64_t)>& fn) {
     next_ = 0;
     error_ = nullptr;
     error_index_ = -1;
-    ++generation_;
+    generation = ++generation_;
   }
   if (!threads_.empty() && n > 1) start_.notify_all();
-  work(&fn, n);
+  work(generation);
   std::exception_ptr error;
   {
     std::unique_lock<std::mutex> lock(mu_);

@@ -40,7 +40,7 @@ class WorkerPool {
 
  private:
   void worker_loop();
-  void work(const std::function<void(int64_t)>* fn, int64_t n);
+  void work(uint64_t generation);  // takes indices while `generation` is the current job
 
   std::mutex mu_;
   std::condition_variable start_, finished_;

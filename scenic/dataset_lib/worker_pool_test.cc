@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <set>
 #include <stdexcept>
 #include <thread>
@@ -64,6 +65,21 @@ TEST(WorkerPool, RethrowsLowestFailingIndex) {
     sum += i;
   });
   EXPECT_EQ(sum, 45);  // 0 + 1 + ... + 9
+}
+
+// Regression: a worker woken late for one run() used to read that run's fn (by then
+// gone) and take indices of the next run with it: a crash once every few hundred runs.
+// Each run here has its own short-lived fn and output, and checks every index ran once
+// with that run's fn.
+TEST(WorkerPool, LateWorkersNeverUseAnEarlierRunsFn) {
+  WorkerPool pool(4);
+  for (int rep = 0; rep < 20000; ++rep) {
+    const int64_t n = 1 + rep % 5;
+    std::vector<int> out(n, 0);
+    std::function<void(int64_t)> fn = [&out, rep](int64_t i) { out[i] += rep + 1; };
+    pool.run(n, fn);
+    for (int64_t i = 0; i < n; ++i) ASSERT_EQ(out[i], rep + 1) << "run " << rep << " index " << i;
+  }
 }
 
 TEST(WorkerPool, RejectsZeroWorkers) { EXPECT_ANY_THROW(WorkerPool(0)); }
