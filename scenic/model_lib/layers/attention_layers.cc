@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "scenic/common_lib/errors.h"
+#include "scenic/model_lib/layers/bias_gelu.h"
 #include "scenic/model_lib/layers/initializers.h"
 
 namespace scenic::model {
@@ -211,7 +212,9 @@ MlpBlockImpl::MlpBlockImpl(int64_t in_features, MlpBlockOptions options)
 }
 
 torch::Tensor MlpBlockImpl::forward(const torch::Tensor& x) {
-  auto h = torch::gelu(Dense_0(x), "tanh");
+  // Dense_0 as a plain GEMM with its bias added inside the fused GELU pass (bias_gelu.h);
+  // where the fused kernel does not apply, bias_gelu is gelu(y + b) and the same function.
+  auto h = bias_gelu(torch::matmul(x, Dense_0->weight.t()), Dense_0->bias);
   h = torch::dropout(h, dropout_rate_, is_training());
   h = Dense_1(h);
   return torch::dropout(h, dropout_rate_, is_training());
