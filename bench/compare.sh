@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Side-by-side step speed: `scenic bench` against a PyTorch Python eager reference
-# (bench/reference/vit_torch.py, .venv) and a JAX/Flax jit reference
-# (bench/reference/vit_jax.py, .venv-bench), same model, same optimizer, same batch
-# size, one after the other on this machine; prints a table of examples/s and ratios.
+# (bench/reference/{vit,resnet,mixer}_torch.py, .venv) and a JAX/Flax jit reference
+# (bench/reference/{vit,resnet,mixer}_jax.py, .venv-bench), same model, same optimizer,
+# same batch size, one after the other on this machine; prints a table of examples/s
+# and ratios. The default cases are the small ViTs; the 224x224 ones (vit_s16,
+# resnet50, mixer_s16) take minutes per mode on a 2-core CPU.
 #
-#   bench/compare.sh [--cases vit_fmnist,vit_ti4,vit_s16] [--modes train,eval]
+#   bench/compare.sh [--cases vit_fmnist,vit_ti4,vit_s16,resnet50,mixer_s16] [--modes train,eval]
 #                    [--steps N] [--warmup N] [--threads N] [--repeat R] [--no-jax] [--out F.jsonl]
 #
 # JAX is not in .venv (the build's and tests' environment stays torch-only): on first
@@ -51,46 +53,64 @@ if [ "$JAX" = 1 ] && ! .venv-bench/bin/python -c "import jax, flax, optax" 2>/de
   .venv-bench/bin/pip install -q "jax[cpu]" flax optax
 fi
 
-# One case: the ViT's shape and the batch. The optimizer settings are those of
-# configs/fashion_mnist/vit.yaml for every case (AdamW wd 0.1 with 1-D params exempt,
-# label smoothing 0.1, global-norm clip 1.0, lr 0.002); no dropout.
-#   name      image     classes patch hidden mlp  heads layers stoch.depth batch
+# One case: the model kind, the input, the batch and the kind's sizes.
+#   ViT (configs/fashion_mnist/vit.yaml's optimizer for every ViT case: AdamW wd 0.1 with
+#   1-D params exempt, label smoothing 0.1, global-norm clip 1.0, lr 0.002; no dropout):
+#     vit   image classes batch | patch hidden mlp heads layers stochastic-depth
+#   ResNet (configs/fashion_mnist/resnet.yaml's: SGD momentum 0.9, L2 5e-4, lr 0.1):
+#     resnet image classes batch | depth filters
+#   Mixer (configs/fashion_mnist/mixer.yaml's: AdamW wd 0.05, label smoothing 0.1, clip
+#   1.0, lr 0.002; no dropout):
+#     mixer image classes batch | patch hidden layers tokens-mlp channels-mlp stochastic-depth
 case_def() {
   case "$1" in
-    vit_fmnist) echo "1,28,28   10   7  128  256  4  4  0.1  128" ;;  # the config as it is
-    vit_ti4)    echo "1,28,28   10   4  192  768  3 12  0.0   64" ;;  # ViT-Ti/4 on Fashion-MNIST size
-    vit_s16)    echo "3,224,224 1000 16 384 1536  6 12  0.0    8" ;;  # ViT-S/16 at 224 (22,050,664 params)
-    # TODO(resnet50, mixer_s16): ResNet-50 at 224 (small batch) and Mixer-S/16 at 224 are
-    # being written by another engineer. Add them here with their configs
-    # (scenic: configs/fashion_mnist/resnet.yaml / mixer.yaml with --input_shape
-    # 3,224,224 --num_classes 1000) and bench/reference/{resnet,mixer}_{torch,jax}.py
-    # taking the same flags, then dispatch on the case name in run_case below.
-    *) echo "unknown case '$1' (vit_fmnist, vit_ti4, vit_s16)" >&2; return 1 ;;
+    vit_fmnist) echo "vit    1,28,28   10   128  7  128  256  4  4  0.1" ;;  # the config as it is
+    vit_ti4)    echo "vit    1,28,28   10    64  4  192  768  3 12  0.0" ;;  # ViT-Ti/4 on Fashion-MNIST size
+    vit_s16)    echo "vit    3,224,224 1000   8 16  384 1536  6 12  0.0" ;;  # ViT-S/16 at 224 (22,050,664 params)
+    resnet50)   echo "resnet 3,224,224 1000   8 50   64" ;;                   # ResNet-50 at 224 (25,557,032)
+    # Mixer-S/16 with Scenic's S sizes (imagenet_augreg_mixer_config.py: 384 / 1536 / 192,
+    # 12 blocks; 15,786,136 params at 224 with 1000 classes).
+    mixer_s16)  echo "mixer  3,224,224 1000   8 16  384   12 192 1536  0.0" ;;
+    *) echo "unknown case '$1' (vit_fmnist, vit_ti4, vit_s16, resnet50, mixer_s16)" >&2; return 1 ;;
   esac
 }
 
-CONFIG=scenic/projects/baselines/configs/fashion_mnist/vit.yaml
+CONFIGS=scenic/projects/baselines/configs/fashion_mnist
 run_case() {  # name mode
-  local name=$1 mode=$2 def image classes patch hidden mlp heads layers sd batch
+  local name=$1 mode=$2 def kind image classes batch a b c d e f
   def=$(case_def "$name") || exit 2
-  read -r image classes patch hidden mlp heads layers sd batch <<<"$def"
-  local ref=(--image "$image" --classes "$classes" --patch "$patch" --hidden "$hidden" --mlp "$mlp"
-             --heads "$heads" --layers "$layers" --stochastic_depth "$sd" --label_smoothing 0.1
-             --weight_decay 0.1 --max_grad_norm 1.0 --lr 0.002 --batch "$batch" --steps "$STEPS"
-             --warmup "$WARMUP" --mode "$mode" --json)
+  read -r kind image classes batch a b c d e f <<<"$def"
+  local scenic=(--json --input_shape "$image" --num_classes "$classes" --batch_size "$batch" --steps "$STEPS"
+                --warmup_steps "$WARMUP" --mode "$mode" --config.num_threads="$THREADS")
+  local ref=(--image "$image" --classes "$classes" --batch "$batch" --steps "$STEPS" --warmup "$WARMUP"
+             --mode "$mode" --json)
+  case "$kind" in
+    vit)
+      scenic+=(--config "$CONFIGS/vit.yaml" --config.model.patches.size="[$a, $a]" --config.model.hidden_size="$b"
+               --config.model.mlp_dim="$c" --config.model.num_heads="$d" --config.model.num_layers="$e"
+               --config.model.stochastic_depth="$f" --config.model.dropout_rate=0.0
+               --config.model.attention_dropout_rate=0.0)
+      ref+=(--patch "$a" --hidden "$b" --mlp "$c" --heads "$d" --layers "$e" --stochastic_depth "$f"
+            --label_smoothing 0.1 --weight_decay 0.1 --max_grad_norm 1.0 --lr 0.002) ;;
+    resnet)
+      scenic+=(--config "$CONFIGS/resnet.yaml" --config.num_layers="$a" --config.num_filters="$b")
+      ref+=(--depth "$a" --filters "$b" --momentum 0.9 --l2_decay_factor 0.0005 --lr 0.1) ;;
+    mixer)
+      scenic+=(--config "$CONFIGS/mixer.yaml" --config.model.patch_size="[$a, $a]" --config.model.hidden_size="$b"
+               --config.model.num_layers="$c" --config.model.sequence_mlp_dim="$d"
+               --config.model.channels_mlp_dim="$e" --config.model.stochastic_depth="$f"
+               --config.model.dropout_rate=0.0)
+      ref+=(--patch "$a" --hidden "$b" --layers "$c" --tokens_mlp "$d" --channels_mlp "$e" --stochastic_depth "$f"
+            --label_smoothing 0.1 --weight_decay 0.05 --max_grad_norm 1.0 --lr 0.002) ;;
+  esac
   local tag="{\"case\": \"$name\", \"mode\": \"$mode\", \"load\": \"$(cut -d' ' -f1 /proc/loadavg)\"}"
   echo "== $name $mode (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  build/scenic bench --config "$CONFIG" --json --input_shape "$image" --num_classes "$classes" \
-    --batch_size "$batch" --steps "$STEPS" --warmup_steps "$WARMUP" --mode "$mode" \
-    --config.num_threads="$THREADS" --config.model.patches.size="[$patch, $patch]" \
-    --config.model.hidden_size="$hidden" --config.model.mlp_dim="$mlp" --config.model.num_heads="$heads" \
-    --config.model.num_layers="$layers" --config.model.stochastic_depth="$sd" \
-    --config.model.dropout_rate=0.0 --config.model.attention_dropout_rate=0.0 |
+  build/scenic bench "${scenic[@]}" |
     python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); r['impl']='scenic'; print(json.dumps(r))" >>"$OUT"
-  .venv/bin/python bench/reference/vit_torch.py "${ref[@]}" --threads "$THREADS" |
+  .venv/bin/python "bench/reference/${kind}_torch.py" "${ref[@]}" --threads "$THREADS" |
     python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); print(json.dumps(r))" >>"$OUT"
   if [ "$JAX" = 1 ]; then
-    XLA_FLAGS="${XLA_FLAGS:-$JAX_XLA_FLAGS}" .venv-bench/bin/python bench/reference/vit_jax.py "${ref[@]}" |
+    XLA_FLAGS="${XLA_FLAGS:-$JAX_XLA_FLAGS}" .venv-bench/bin/python "bench/reference/${kind}_jax.py" "${ref[@]}" |
       python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); print(json.dumps(r))" >>"$OUT"
   fi
 }

@@ -28,6 +28,8 @@ import jax.numpy as jnp
 import flax.linen as nn
 import optax
 
+from bench_common import peak_rss_mib, percentile, reset_peak_rss
+
 
 class MlpBlock(nn.Module):
     mlp_dim: int
@@ -101,23 +103,6 @@ class ViT(nn.Module):
                                name=f"encoderblock_{i}")(x, train)
         x = nn.LayerNorm(epsilon=1e-6, name="encoder_norm")(x)[:, 0]
         return nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, name="output_projection")(x)
-
-
-def peak_rss_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def reset_peak_rss():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def main():
@@ -210,11 +195,7 @@ def main():
     total = sum(times)
     times.sort()
 
-    def pct(q):  # numpy's linear percentile
-        pos = q / 100.0 * (len(times) - 1)
-        lo = int(pos)
-        hi = min(lo + 1, len(times) - 1)
-        return times[lo] + (pos - lo) * (times[hi] - times[lo])
+    pct = lambda q: percentile(times, q)
 
     result = {
         "impl": "jax_jit", "mode": a.mode, "device": str(jax.devices()[0]), "batch_size": a.batch,

@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bench_common import peak_rss_mib, reset_peak_rss
+
 
 def lecun_normal_(w):
     # Flax's lecun_normal: truncated normal (+-2 std), variance 1 / fan_in.
@@ -116,23 +118,6 @@ class ViT(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.output_projection(self.encoder_norm(x)[:, 0])
-
-
-def peak_rss_mib():
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def reset_peak_rss():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
 
 
 def main():

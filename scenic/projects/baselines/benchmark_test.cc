@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <map>
+#include <string>
 
 #include "scenic/common_lib/config.h"
 #include "scenic/common_lib/npz.h"
@@ -152,13 +154,73 @@ TEST(Bench, TrainAndEvalReturnSaneFields) {
   EXPECT_CONTAINS(testing::error_of([&] { train::bench(config, *model, o); }), "--mode must be train or eval");
 }
 
+// Copies the fixture's `param/<name>` into every parameter of ours; returns how many, after
+// checking that each of ours is there and the fixture has no parameter left over.
+int64_t load_reference_parameters(torch::OrderedDict<std::string, torch::Tensor>& named,
+                                  const std::map<std::string, torch::Tensor>& f) {
+  int64_t loaded = 0, in_fixture = 0;
+  torch::NoGradGuard no_grad;
+  for (auto& p : named) {
+    if (!f.count("param/" + p.key())) {
+      ADD_FAILURE() << "fixture lacks " << p.key();
+      continue;
+    }
+    p.value().copy_(f.at("param/" + p.key()));
+    ++loaded;
+  }
+  for (const auto& [k, _] : f) in_fixture += k.rfind("param/", 0) == 0;
+  EXPECT_EQ(in_fixture, loaded);
+  return loaded;
+}
+
+void expect_parameters_after(const torch::OrderedDict<std::string, torch::Tensor>& named,
+                             const std::map<std::string, torch::Tensor>& f, double rtol, double atol) {
+  for (const auto& p : named) {
+    const auto& after = f.at("after/" + p.key());
+    EXPECT_TRUE(torch::allclose(p.value(), after, rtol, atol)) << p.key() << " " << (p.value() - after).abs().max();
+  }
+}
+
+std::map<std::string, torch::Tensor> read_fixture(const std::string& name) {
+  return common::read_npz(std::string(SCENIC_SOURCE_DIR) + "/scenic/projects/baselines/testdata/" + name);
+}
+
+dataset::Batch fixture_batch(const std::map<std::string, torch::Tensor>& f) {
+  return {{"inputs", f.at("inputs")},
+          {"label", f.at("labels").to(torch::kLong)},
+          {"batch_mask", torch::ones({f.at("labels").size(0)})}};
+}
+
+// The reference's weights in our network: its logits and loss (train mode) on its batch,
+// then one step of global-norm clipping to 0.1 + the config's optimizer at lr 0.01 gives
+// its gradient norm and its parameters after the step.
+void expect_same_clipped_step(const model::BaseModel& model, const std::map<std::string, torch::Tensor>& f,
+                              int64_t num_parameters) {
+  auto network = model.build_network();
+  auto named = network->named_parameters();
+  EXPECT_EQ(load_reference_parameters(named, f), num_parameters);
+  network->train();
+  const auto batch = fixture_batch(f);
+  auto logits = network->forward(batch.at("inputs"));
+  EXPECT_TRUE(torch::allclose(logits, f.at("logits"), 1e-5, 1e-5)) << (logits - f.at("logits")).abs().max();
+  auto loss = model.loss_function(logits, batch, network.get());
+  EXPECT_NEAR(loss.item<double>(), f.at("loss").item<double>(), 1e-5);
+  auto optimizer = train::make_optimizer(model.config(), named);
+  train::set_learning_rate(*optimizer, 0.01);
+  optimizer->zero_grad();
+  loss.backward();
+  const auto norm = train::clip_grad_global_norm(network->parameters(), 0.1);
+  EXPECT_NEAR(norm.item<double>(), f.at("grad_norm").item<double>(), 1e-5);
+  optimizer->step();
+  expect_parameters_after(named, f, 1e-5, 1e-6);
+}
+
 // bench/reference/vit_torch.py (the PyTorch side of bench/compare.sh) is the same model
 // and the same training step as ours: with its weights loaded, our ViT gives its logits
 // and loss on its batch, and one step of our clipping + AdamW gives its parameters.
 // Fixture: tools/fixtures/make_vit_bench_reference_fixture.py.
 TEST(ReferenceParity, TorchReferenceIsTheSameModelAndStep) {
-  const auto f = common::read_npz(std::string(SCENIC_SOURCE_DIR) +
-                                  "/scenic/projects/baselines/testdata/vit_bench_reference.npz");
+  const auto f = read_fixture("vit_bench_reference.npz");
   auto model = make_model(R"(
 model_name: vit_classification
 label_smoothing: 0.1
@@ -178,42 +240,72 @@ optimizer_configs:
   weight_decay: 0.1
   skip_scale_and_bias_regularization: true
 )");
+  expect_same_clipped_step(*model, f, 40);
+}
+
+// The same for bench/reference/resnet_torch.py (SGD with momentum and Scenic's L2 term;
+// two steps so the second uses the momentum trace) and mixer_torch.py (label smoothing,
+// clipping, AdamW). Fixture: tools/fixtures/make_resnet_mixer_bench_reference_fixture.py.
+TEST(ReferenceParity, TorchResNetIsTheSameModelAndStep) {
+  const auto f = read_fixture("resnet_bench_reference.npz");
+  auto model = make_model(R"(
+model_name: resnet_classification
+num_filters: 2
+num_layers: 26
+l2_decay_factor: 0.01
+optimizer: momentum
+optimizer_configs: {momentum: 0.9}
+)");
   auto network = model->build_network();
   auto named = network->named_parameters();
-  int64_t loaded = 0;
-  {
-    torch::NoGradGuard no_grad;
-    for (auto& p : named) {
-      ASSERT_TRUE(f.count("param/" + p.key())) << p.key();
-      p.value().copy_(f.at("param/" + p.key()));
-      ++loaded;
-    }
-  }
-  EXPECT_EQ(loaded, 40);  // every parameter of the reference, none left over
-  int64_t in_fixture = 0;
-  for (const auto& [k, _] : f) in_fixture += k.rfind("param/", 0) == 0;
-  EXPECT_EQ(in_fixture, loaded);
-
+  EXPECT_EQ(load_reference_parameters(named, f), 89);
   network->train();
-  dataset::Batch batch{{"inputs", f.at("inputs")},
-                       {"label", f.at("labels").to(torch::kLong)},
-                       {"batch_mask", torch::ones({6})}};
-  auto logits = network->forward(batch.at("inputs"));
-  EXPECT_TRUE(torch::allclose(logits, f.at("logits"), 1e-5, 1e-5)) << (logits - f.at("logits")).abs().max();
-  auto loss = model->loss_function(logits, batch, network.get());
-  EXPECT_NEAR(loss.item<double>(), f.at("loss").item<double>(), 1e-5);
-
+  const auto batch = fixture_batch(f);
   auto optimizer = train::make_optimizer(model->config(), named);
-  train::set_learning_rate(*optimizer, 0.01);
-  optimizer->zero_grad();
-  loss.backward();
-  const auto norm = train::clip_grad_global_norm(network->parameters(), 0.1);
-  EXPECT_NEAR(norm.item<double>(), f.at("grad_norm").item<double>(), 1e-5);
-  optimizer->step();
-  for (const auto& p : named) {
-    const auto& after = f.at("after/" + p.key());
-    EXPECT_TRUE(torch::allclose(p.value(), after, 1e-5, 1e-6)) << p.key() << " " << (p.value() - after).abs().max();
+  train::set_learning_rate(*optimizer, 0.1);
+  for (int step = 0; step < 2; ++step) {
+    optimizer->zero_grad();
+    auto logits = network->forward(batch.at("inputs"));
+    auto loss = model->loss_function(logits, batch, network.get());  // includes 0.5 * 0.01 * sum(p^2)
+    if (step == 0) {
+      EXPECT_TRUE(torch::allclose(logits, f.at("logits"), 1e-4, 1e-5)) << (logits - f.at("logits")).abs().max();
+      EXPECT_NEAR(loss.item<double>(), f.at("loss").item<double>(), 1e-4);
+    }
+    loss.backward();
+    optimizer->step();
   }
+  expect_parameters_after(named, f, 1e-4, 1e-5);
+  int64_t means = 0;
+  for (const auto& b : network->named_buffers()) {
+    const auto dot = b.key().rfind(".mean");
+    if (dot == std::string::npos || dot + 5 != b.key().size()) continue;
+    const auto& expect = f.at("mean/" + b.key().substr(0, dot));
+    EXPECT_TRUE(torch::allclose(b.value(), expect, 1e-4, 1e-5)) << b.key();
+    ++means;
+  }
+  EXPECT_EQ(means, 29);  // init_bn + 8 blocks x (bn1, bn2, bn3) + proj_bn of the 4 blocks that change width
+}
+
+TEST(ReferenceParity, TorchMixerIsTheSameModelAndStep) {
+  const auto f = read_fixture("mixer_bench_reference.npz");
+  auto model = make_model(R"(
+model_name: mixer_classification
+label_smoothing: 0.1
+model:
+  patch_size: [7, 7]
+  hidden_size: 8
+  num_layers: 2
+  channels_mlp_dim: 12
+  sequence_mlp_dim: 6
+  dropout_rate: 0.0
+  stochastic_depth: 0.0
+optimizer_configs:
+  optimizer: adamw
+  eps: 0.001  # as the fixture
+  weight_decay: 0.1
+  skip_scale_and_bias_regularization: true
+)");
+  expect_same_clipped_step(*model, f, 30);
 }
 
 }  // namespace
