@@ -252,7 +252,7 @@ TEST(ReferenceParity, TorchResNetIsTheSameModelAndStep) {
 model_name: resnet_classification
 num_filters: 2
 num_layers: 26
-l2_decay_factor: 0.01
+l2_decay_factor: 0.1
 optimizer: momentum
 optimizer_configs: {momentum: 0.9}
 )");
@@ -266,7 +266,7 @@ optimizer_configs: {momentum: 0.9}
   for (int step = 0; step < 2; ++step) {
     optimizer->zero_grad();
     auto logits = network->forward(batch.at("inputs"));
-    auto loss = model->loss_function(logits, batch, network.get());  // includes 0.5 * 0.01 * sum(p^2)
+    auto loss = model->loss_function(logits, batch, network.get());  // includes 0.5 * 0.1 * sum(p^2)
     if (step == 0) {
       EXPECT_TRUE(torch::allclose(logits, f.at("logits"), 1e-4, 1e-5)) << (logits - f.at("logits")).abs().max();
       EXPECT_NEAR(loss.item<double>(), f.at("loss").item<double>(), 1e-4);
@@ -274,7 +274,16 @@ optimizer_configs: {momentum: 0.9}
     loss.backward();
     optimizer->step();
   }
-  expect_parameters_after(named, f, 1e-4, 1e-5);
+  // Each parameter's change over the two steps against the reference's, relative to its
+  // size: BatchNorm over 4 examples at 1x1 (the last stage) is ill-conditioned, and
+  // conv/BN reductions in another order (thread count) move the parameters by ~1e-4
+  // after two lr-0.1 steps, while a missing L2 term (10% of the change here), momentum
+  // or BN gradient moves them by 1e-1 of the change or more.
+  for (const auto& p : named) {
+    const auto before = f.at("param/" + p.key()), ref = f.at("after/" + p.key()) - before;
+    const double err = (p.value() - before - ref).norm().item<double>(), size = ref.norm().item<double>();
+    EXPECT_LE(err, 2e-3 * size + 1e-6) << p.key() << ": change " << size << ", off by " << err;
+  }
   int64_t means = 0;
   for (const auto& b : network->named_buffers()) {
     const auto dot = b.key().rfind(".mean");
