@@ -153,6 +153,18 @@ TEST_F(TrainE2E, WrongTypeMissingKeyAndUnknownNamesAreOneLineErrors) {
   EXPECT_CONTAINS(u.output, "did you mean 'fully_connected_classification'");
 }
 
+// The CUDA input keys (train_lib/device_prefetch.h) are read by the trainer, so a GPU
+// config passes the unknown-key check on a CPU and trains; a bad value still stops it.
+TEST_F(TrainE2E, CudaInputKeysAreAcceptedOnCpuAndCheckedEverywhere) {
+  auto r = train(workdir("gpu_keys"), "--config.num_training_steps=4 --config.dataset_configs.prefetch_to_device=3 "
+                                      "--config.dataset_configs.pin_memory=true");
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_CONTAINS(r.output, "are ignored on device cpu");
+  auto bad = train(workdir("gpu_keys_bad"), "--config.dataset_configs.prefetch_to_device=-1");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_CONTAINS(bad.output, "config key 'dataset_configs.prefetch_to_device' must be >= 0, got -1");
+}
+
 TEST_F(TrainE2E, CorruptDataFileIsNamed) {
   // Truncate the training images: the error names the file.
   const std::string images = data_dir_ + "/train-images-idx3-ubyte.gz";

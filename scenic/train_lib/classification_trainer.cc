@@ -8,6 +8,7 @@
 
 #include "scenic/common_lib/logging.h"
 #include "scenic/dataset_lib/mixup.h"
+#include "scenic/train_lib/device_prefetch.h"
 #include "scenic/train_lib/ema.h"
 #include "scenic/train_lib/grad_accumulation.h"
 #include "scenic/train_lib/gradient_all_reducer.h"
@@ -78,6 +79,7 @@ TrainResult classification_train(TrainerContext& ctx) {
 
   // ---- Set-up: read every key before finish_setup() checks for unknown ones. ----
   const torch::Device device = trainer_device(ctx);
+  const DevicePrefetchOptions prefetch_options = device_prefetch_options(config, device);
   auto network = model.build_network();
   network->to(device);
   if (auto bias = config.get_optional<double>("init_head_bias")) init_head_bias(*network, *bias);
@@ -134,7 +136,7 @@ TrainResult classification_train(TrainerContext& ctx) {
   std::vector<torch::Tensor> params = network->parameters();
   // Gradients averaged over processes during backward (no-op with one process).
   GradientAllReducer reducer(params, ctx.dist);
-  auto train_iter = dataset.train_iter(start_step);
+  auto train_iter = prefetch_to_device(dataset.train_iter(start_step), device, prefetch_options);
   network->train();
   MetricsAccumulator train_metrics;
 

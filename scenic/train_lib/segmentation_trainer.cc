@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "scenic/common_lib/summary_writer.h"
+#include "scenic/train_lib/device_prefetch.h"
 #include "scenic/train_lib/gradient_all_reducer.h"
 #include "scenic/train_lib/lr_schedules.h"
 #include "scenic/train_lib/optimizers.h"
@@ -91,6 +92,7 @@ TrainResult segmentation_train(TrainerContext& ctx) {
 
   // ---- Set-up: read every key before finish_setup() checks for unknown ones. ----
   const torch::Device device = trainer_device(ctx);
+  const DevicePrefetchOptions prefetch_options = device_prefetch_options(config, device);
   auto network = model.build_network();
   network->to(device);
   auto optimizer = make_optimizer(config, network->named_parameters());
@@ -123,7 +125,7 @@ TrainResult segmentation_train(TrainerContext& ctx) {
   PreemptionGuard preemption;
   std::vector<torch::Tensor> params = network->parameters();
   GradientAllReducer reducer(params, ctx.dist);  // mean gradient over processes
-  auto train_iter = dataset.train_iter(start_step);
+  auto train_iter = prefetch_to_device(dataset.train_iter(start_step), device, prefetch_options);
   network->train();
   MetricsAccumulator train_metrics;
 

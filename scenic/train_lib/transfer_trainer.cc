@@ -11,6 +11,7 @@
 
 #include "scenic/common_lib/logging.h"
 #include "scenic/train_lib/checkpoints.h"
+#include "scenic/train_lib/device_prefetch.h"
 #include "scenic/train_lib/fewshot.h"
 #include "scenic/train_lib/gradient_all_reducer.h"
 #include "scenic/train_lib/linear_probe.h"
@@ -189,6 +190,7 @@ TrainResult transfer_train(TrainerContext& ctx) {
 
   // ---- Set-up: read every key before finish_setup() checks for unknown ones. ----
   const torch::Device device = trainer_device(ctx);
+  const DevicePrefetchOptions prefetch_options = device_prefetch_options(config, device);
   auto network = model.build_network();
   network->to(device);
   if (auto bias = config.get_optional<double>("init_head_bias")) init_head_bias(*network, *bias);
@@ -263,7 +265,7 @@ TrainResult transfer_train(TrainerContext& ctx) {
   PreemptionGuard preemption;
   std::vector<torch::Tensor> params = network->parameters();
   GradientAllReducer reducer(params, ctx.dist);  // mean gradient over processes
-  auto train_iter = dataset.train_iter(start_step);
+  auto train_iter = prefetch_to_device(dataset.train_iter(start_step), device, prefetch_options);
   network->train();
   MetricsAccumulator train_metrics;
 

@@ -12,6 +12,7 @@
 #include "scenic/dataset_lib/coco_eval.h"
 #include "scenic/projects/baselines/detr/detr_base_model.h"
 #include "scenic/train_lib/checkpoints.h"
+#include "scenic/train_lib/device_prefetch.h"
 #include "scenic/train_lib/ema.h"
 #include "scenic/train_lib/lr_schedules.h"
 #include "scenic/train_lib/optimizers.h"
@@ -57,6 +58,7 @@ TrainResult detr_train(TrainerContext& ctx) {
 
   // ---- Set-up: read every key before finish_setup() checks for unknown ones. ----
   const torch::Device device = train::get_device(config);
+  const train::DevicePrefetchOptions prefetch_options = train::device_prefetch_options(config, device);
   auto network_base = model->build_network();
   auto network = std::dynamic_pointer_cast<DETR>(network_base);
   network->to(device);
@@ -133,7 +135,7 @@ TrainResult detr_train(TrainerContext& ctx) {
   std::vector<torch::Tensor> params;
   for (const auto& p : network->parameters())
     if (p.requires_grad()) params.push_back(p);
-  auto train_iter = dataset.train_iter(start_step);
+  auto train_iter = train::prefetch_to_device(dataset.train_iter(start_step), device, prefetch_options);
   network->train();
   train::MetricsAccumulator train_metrics;
 
