@@ -125,7 +125,7 @@ TrainResult classification_train(TrainerContext& ctx) {
     // With an EMA, evaluation uses the averaged weights (as it is the model one ships).
     std::optional<ScopedEmaSwap> swap;
     if (ema) swap.emplace(*ema);
-    auto m = evaluate(*network, model, dataset, split, device, loop.eval_steps(split), &dist);
+    auto m = evaluate(*network, model, dataset, split, device, loop.eval_steps(split), &dist, prefetch_options);
     network->train();
     loop.write_eval(step, split, m);
     return m;

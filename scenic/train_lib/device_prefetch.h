@@ -4,8 +4,9 @@
 // On a CUDA device a background thread takes each host batch, copies it into
 // page-locked (pinned) memory when `pin_memory` is on, and copies it to the GPU with
 // non-blocking copies on a side CUDA stream, `prefetch_to_device` batches ahead of the
-// training step, so the host-to-device transfer overlaps the step instead of stalling
-// it (an unpinned copy is synchronous whatever `non_blocking` says). The consumer's
+// step that reads it (the training step, and the forward of the evaluation passes in
+// train_utils.h, segmentation_trainer.h and the transfer trainer), so the host-to-device
+// transfer overlaps the step instead of stalling it (an unpinned copy is synchronous whatever `non_blocking` says). The consumer's
 // stream is recorded on each tensor (Tensor::record_stream), so the caching allocator
 // never hands a batch's memory to the side stream while the step still reads it.
 //

@@ -43,13 +43,14 @@ torch::Tensor colorize_labels(const torch::Tensor& labels) {
 std::map<std::string, double> evaluate_segmentation(model::Network& network, const model::SegmentationModel& model,
                                                     dataset::Dataset& dataset, const std::string& split,
                                                     const torch::Device& device, int64_t max_steps,
-                                                    torch::Tensor* example, const DistributedContext* dist) {
+                                                    torch::Tensor* example, const DistributedContext* dist,
+                                                    const DevicePrefetchOptions& prefetch) {
   torch::NoGradGuard no_grad;
   network.eval();
   auto metrics_fn = model.get_metrics_fn(split);
   MetricsAccumulator acc;
   torch::Tensor confusion;  // [K, K] float64 pixel counts, on the device
-  auto it = dataset.eval_iter(split);
+  auto it = prefetch_to_device(dataset.eval_iter(split), device, prefetch);
   int64_t steps = 0;
   while (auto batch = it->next()) {
     auto b = batch_to_device(*batch, device);
@@ -114,7 +115,7 @@ TrainResult segmentation_train(TrainerContext& ctx) {
     loop.before_eval();
     torch::Tensor example;
     auto m = evaluate_segmentation(*network, model, dataset, split, device, loop.eval_steps(split),
-                                   ctx.summary != nullptr ? &example : nullptr, &dist);
+                                   ctx.summary != nullptr ? &example : nullptr, &dist, prefetch_options);
     network->train();
     loop.write_eval(step, split, m);
     if (ctx.summary != nullptr && example.defined()) ctx.summary->image(step, split + "/example", example);

@@ -24,6 +24,7 @@
 #include <string>
 
 #include "scenic/model_lib/base_models/segmentation_model.h"
+#include "scenic/train_lib/device_prefetch.h"
 #include "scenic/train_lib/trainers.h"
 
 namespace scenic::train {
@@ -35,13 +36,14 @@ TrainResult segmentation_train(TrainerContext& ctx);
 // over the pass). When `example` is given it receives the first batch drawn as a
 // [3, rows * H, cols * 3W] image in [0, 1] (input | true | predicted). With several
 // processes (`dist`), each evaluates its shard and the metric sums and the confusion
-// matrix are summed over processes, so mean IoU is that of the whole split. Leaves the
-// network in eval mode.
+// matrix are summed over processes, so mean IoU is that of the whole split. `prefetch`:
+// as evaluate's (train_utils.h). Leaves the network in eval mode.
 std::map<std::string, double> evaluate_segmentation(model::Network& network, const model::SegmentationModel& model,
                                                     dataset::Dataset& dataset, const std::string& split,
                                                     const torch::Device& device, int64_t max_steps = 0,
                                                     torch::Tensor* example = nullptr,
-                                                    const DistributedContext* dist = nullptr);
+                                                    const DistributedContext* dist = nullptr,
+                                                    const DevicePrefetchOptions& prefetch = DevicePrefetchOptions{});
 
 // Colours a label map [B, H, W] (int) with a fixed palette: [B, 3, H, W] float in
 // [0, 1]; class 0 black, labels outside [0, 256) grey.

@@ -97,12 +97,12 @@ void check_same_start_step(int64_t start_step, const std::string& ckpt_dir, cons
 std::map<std::string, double> evaluate(model::Network& network, const model::BaseModel& model,
                                        dataset::Dataset& dataset, const std::string& split,
                                        const torch::Device& device, int64_t max_steps,
-                                       const DistributedContext* dist) {
+                                       const DistributedContext* dist, const DevicePrefetchOptions& prefetch) {
   torch::NoGradGuard no_grad;
   network.eval();
   auto metrics_fn = model.get_metrics_fn(split);
   MetricsAccumulator acc;
-  auto it = dataset.eval_iter(split);
+  auto it = prefetch_to_device(dataset.eval_iter(split), device, prefetch);
   int64_t steps = 0;
   while (auto batch = it->next()) {
     auto b = batch_to_device(*batch, device);

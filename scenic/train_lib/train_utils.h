@@ -12,6 +12,7 @@
 #include "scenic/common_lib/errors.h"
 #include "scenic/dataset_lib/dataset.h"
 #include "scenic/model_lib/base_models/base_model.h"
+#include "scenic/train_lib/device_prefetch.h"
 #include "scenic/train_lib/distributed.h"
 
 namespace scenic::train {
@@ -66,10 +67,13 @@ void check_same_start_step(int64_t start_step, const std::string& ckpt_dir, cons
 
 // One pass of `split` in eval mode (at most `max_steps` batches when > 0); returns the
 // normalized metrics, summed over processes when `dist` has several (each process
-// evaluates its shard). Leaves the network in eval mode.
+// evaluates its shard). On CUDA, `prefetch` stages the batches as the training input
+// does (pinned, copied on a side stream ahead of the forward; device_prefetch.h). Leaves
+// the network in eval mode.
 std::map<std::string, double> evaluate(model::Network& network, const model::BaseModel& model,
                                        dataset::Dataset& dataset, const std::string& split,
                                        const torch::Device& device, int64_t max_steps = 0,
-                                       const DistributedContext* dist = nullptr);
+                                       const DistributedContext* dist = nullptr,
+                                       const DevicePrefetchOptions& prefetch = DevicePrefetchOptions{});
 
 }  // namespace scenic::train

@@ -62,13 +62,13 @@ std::vector<std::pair<std::string, std::string>> read_eval_sets(const common::Co
 std::map<std::string, double> evaluate_split(model::Network& network, const model::BaseModel& model,
                                              dataset::Dataset& dataset, const std::string& split,
                                              const torch::Device& device, int64_t max_steps,
-                                             const DistributedContext& dist) {
+                                             const DistributedContext& dist, const DevicePrefetchOptions& prefetch) {
   torch::NoGradGuard no_grad;
   network.eval();
   auto metrics_fn = model.get_metrics_fn(split);
   const bool onehot = dataset.meta_data.target_is_onehot;
   MetricsAccumulator acc;
-  auto it = dataset.eval_iter(split);
+  auto it = prefetch_to_device(dataset.eval_iter(split), device, prefetch);
   int64_t steps = 0;
   while (auto batch = it->next()) {
     auto b = batch_to_device(*batch, device);
@@ -242,7 +242,7 @@ TrainResult transfer_train(TrainerContext& ctx) {
   auto run_eval = [&](const std::string& name, const std::string& split, int64_t step) {
     loop.before_eval();
     auto m = evaluate_split(*network, model, dataset, split, device, split == "test" ? 0 : loop_config.steps_per_eval,
-                            dist);
+                            dist, prefetch_options);
     network->train();
     loop.write_eval(step, name, m, " (" + split + ")");
     return m;
