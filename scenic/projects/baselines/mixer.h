@@ -66,7 +66,11 @@ class MixerBlockImpl : public torch::nn::Module {
   model::Affine Affine_0{nullptr}, Affine_1{nullptr};  // layer_scale only
 
  private:
+  // token_mixing applied across the tokens of x [B, N, D], without transposing x.
+  torch::Tensor mix_tokens(const torch::Tensor& x);
+
   double stochastic_depth_;
+  double dropout_rate_;
 };
 TORCH_MODULE(MixerBlock);
 

@@ -94,6 +94,40 @@ TEST(Mixer, BlockMatchesHandComputationWithLayerScale) {
   EXPECT_CONTAINS(error_of([&] { block->forward(torch::randn({2, 24})); }), "tokens");
 }
 
+// The block runs token mixing as batched left products (no transposes; mixer.cc). It must
+// be Scenic's transpose -> MlpBlock -> transpose, values and gradients, with biases large
+// enough that a bias added along the wrong axis shows.
+TEST(Mixer, TokenMixingWithoutTransposesHasTheSameValuesAndGradients) {
+  torch::manual_seed(3);
+  MixerOptions o;
+  o.hidden_size = 6;
+  o.sequence_mlp_dim = 5;
+  o.channels_mlp_dim = 7;
+  o.dropout_rate = 0.0;
+  MixerBlock block(4, o, 0.0);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& p : block->parameters()) p.normal_();
+  }
+  block->train();
+  auto in = torch::randn({3, 4, 6}, torch::requires_grad());
+  auto out = block->forward(in);
+  auto g = torch::randn_like(out);
+  auto params = block->parameters();
+  params.push_back(in);
+  auto got = torch::autograd::grad({out}, params, {g});
+
+  // Reference: Scenic's formulation through the MlpBlock's own forward.
+  auto x = block->token_mixing(block->LayerNorm_0(in).transpose(1, 2)).transpose(1, 2) + in;
+  auto expected = block->channel_mixing(block->LayerNorm_1(x)) + x;
+  EXPECT_TRUE(torch::allclose(out, expected, 1e-5, 1e-5)) << (out - expected).abs().max();
+  auto want = torch::autograd::grad({expected}, params, {g});
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-4, 1e-5)) << "gradient " << i << ": "
+                                                              << (got[i] - want[i]).abs().max();
+}
+
 TEST(Mixer, ForwardShapesZeroHeadAndStochasticDepth) {
   torch::manual_seed(1);
   MixerOptions o;
