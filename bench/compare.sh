@@ -8,6 +8,7 @@
 #
 #   bench/compare.sh [--cases vit_fmnist,vit_ti4,vit_s16,resnet50,mixer_s16] [--modes train,eval]
 #                    [--steps N] [--warmup N] [--threads N] [--repeat R] [--no-jax] [--out F.jsonl]
+#                    [--gemm_backend aten,onednn]   (scenic once per backend, layers/dense.h)
 #
 # JAX is not in .venv (the build's and tests' environment stays torch-only): on first
 # use this script makes a separate virtual environment .venv-bench and installs
@@ -28,6 +29,7 @@ THREADS=$(nproc)
 JAX=1
 REPEAT=1
 OUT=/tmp/scenic_compare.jsonl
+GEMM=aten
 while [ $# -gt 0 ]; do
   case "$1" in
     --cases) CASES=$2; shift 2 ;;
@@ -38,6 +40,7 @@ while [ $# -gt 0 ]; do
     --repeat) REPEAT=$2; shift 2 ;;
     --no-jax) JAX=0; shift ;;
     --out) OUT=$2; shift 2 ;;
+    --gemm_backend) GEMM=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -105,8 +108,10 @@ run_case() {  # name mode
   esac
   local tag="{\"case\": \"$name\", \"mode\": \"$mode\", \"load\": \"$(cut -d' ' -f1 /proc/loadavg)\"}"
   echo "== $name $mode (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
-  build/scenic bench "${scenic[@]}" |
-    python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); r['impl']='scenic'; print(json.dumps(r))" >>"$OUT"
+  for g in ${GEMM//,/ }; do
+    build/scenic bench "${scenic[@]}" --config.gemm_backend="$g" |
+      python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); r['impl']='scenic'; print(json.dumps(r))" >>"$OUT"
+  done
   .venv/bin/python "bench/reference/${kind}_torch.py" "${ref[@]}" --threads "$THREADS" |
     python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); print(json.dumps(r))" >>"$OUT"
   if [ "$JAX" = 1 ]; then
@@ -127,25 +132,30 @@ echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 python3 - "$OUT" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# One key per implementation; scenic once per gemm_backend. The best round of each.
+impl = lambda r: r["impl"] + (":" + r["gemm_backend"] if r["impl"] == "scenic" else "")
 by, rounds = {}, {}
-for r in rows:  # the best round of each implementation
+for r in rows:
     d = by.setdefault((r["case"], r["mode"]), {})
-    rounds[(r["case"], r["mode"])] = rounds.get((r["case"], r["mode"]), 0) + (r["impl"] == "scenic")
-    if r["impl"] not in d or r["examples_per_sec"] > d[r["impl"]]["examples_per_sec"]:
-        d[r["impl"]] = r
-print(f"{'case':<11}{'mode':<6}{'batch':>6}{'params':>12}{'scenic ex/s':>13}{'torch ex/s':>12}{'jax ex/s':>10}"
-      f"{'vs torch':>10}{'vs jax':>8}{'scenic ms p10/50/p90':>24}{'load':>6}{'rounds':>7}")
+    rounds[(r["case"], r["mode"])] = rounds.get((r["case"], r["mode"]), 0) + (r["impl"] == "torch_eager")
+    if impl(r) not in d or r["examples_per_sec"] > d[impl(r)]["examples_per_sec"]:
+        d[impl(r)] = r
+print(f"{'case':<11}{'mode':<6}{'gemm':<8}{'batch':>6}{'params':>12}{'scenic ex/s':>13}{'torch ex/s':>12}{'jax ex/s':>10}"
+      f"{'vs torch':>10}{'vs jax':>8}{'scenic ms p10/50/p90':>24}{'GFLOP/s (peak %)':>18}{'load':>6}{'rounds':>7}")
 for (case, mode), d in by.items():
-    s, t, j = d.get("scenic"), d.get("torch_eager"), d.get("jax_jit")
+    t, j = d.get("torch_eager"), d.get("jax_jit")
     params = {r["num_params"] for r in d.values()}
-    ptxt = str(s["num_params"]) if len(params) == 1 else "MISMATCH " + "/".join(str(r["num_params"]) for r in d.values())
-    f = lambda r: f"{r['examples_per_sec']:.1f}" if r else "-"
-    ratio = lambda r: f"{s['examples_per_sec'] / r['examples_per_sec']:.2f}" if (r and s) else "-"
-    ms = f"{s['ms_p10']:.1f}/{s['ms_median']:.1f}/{s['ms_p90']:.1f}" if s else "-"
-    print(f"{case:<11}{mode:<6}{s['batch_size'] if s else '-':>6}{ptxt:>12}{f(s):>13}{f(t):>12}{f(j):>10}"
-          f"{ratio(t):>10}{ratio(j):>8}{ms:>24}{(s or t)['load']:>6}{rounds[(case, mode)]:>7}")
-if any(r.get("impl") == "scenic" for r in rows):
-    s = next(r for r in rows if r["impl"] == "scenic")
-    print(f"\nscenic: {s['threads']} threads; fp32 matmul peak measured {s['matmul_gflops']:.1f} GFLOP/s "
-          f"(multiply-add = 1 FLOP); achieved GFLOP/s and peak fraction per row are in {sys.argv[1]}")
+    for key in sorted(k for k in d if k.startswith("scenic")) or ["scenic:-"]:
+        s = d.get(key)
+        ptxt = str(next(iter(params))) if len(params) == 1 else "MISMATCH " + "/".join(str(r["num_params"]) for r in d.values())
+        f = lambda r: f"{r['examples_per_sec']:.1f}" if r else "-"
+        ratio = lambda r: f"{s['examples_per_sec'] / r['examples_per_sec']:.2f}" if (r and s) else "-"
+        ms = f"{s['ms_p10']:.1f}/{s['ms_median']:.1f}/{s['ms_p90']:.1f}" if s else "-"
+        gf = f"{s['achieved_gflops']:.1f} ({100 * s.get('peak_fraction', 0):.0f}%)" if s else "-"
+        print(f"{case:<11}{mode:<6}{key.split(':')[1]:<8}{s['batch_size'] if s else '-':>6}{ptxt:>12}{f(s):>13}{f(t):>12}"
+              f"{f(j):>10}{ratio(t):>10}{ratio(j):>8}{ms:>24}{gf:>18}{(s or t)['load']:>6}{rounds[(case, mode)]:>7}")
+for g in sorted({r["gemm_backend"] for r in rows if r["impl"] == "scenic"}):
+    s = next(r for r in rows if r["impl"] == "scenic" and r["gemm_backend"] == g)
+    print(f"scenic ({g}): {s['threads']} threads; fp32 matmul peak measured on {g} {s['matmul_gflops']:.1f} GFLOP/s "
+          f"(multiply-add = 1 FLOP); every row is in {sys.argv[1]}")
 EOF

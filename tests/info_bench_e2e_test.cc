@@ -56,4 +56,26 @@ TEST(BenchE2E, JsonFieldsAndErrors) {
   EXPECT_CONTAINS(e.output, "--mode");
 }
 
+// `gemm_backend` (layers/dense.h): both libraries run the same step to the same loss
+// from the same seed, the JSON says which ran, and a wrong value names the key.
+TEST(BenchE2E, GemmBackendKey) {
+  const std::string common = "bench" + kConfig +
+                             " --input_shape 1,28,28 --num_classes 10 --steps 2 --warmup_steps 1 --batch_size 8"
+                             " --matmul_size 64 --json --config.model.num_layers=1 --config.num_threads=1";
+  double loss[2] = {0, 0};
+  int i = 0;
+  for (const std::string backend : {"aten", "onednn"}) {
+    const auto r = run_scenic(common + " --config.gemm_backend=" + backend);
+    ASSERT_EQ(r.status, 0) << r.output;
+    const auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+    EXPECT_EQ(j.at("gemm_backend"), backend);
+    loss[i++] = j.at("last_loss").get<double>();
+  }
+  EXPECT_GT(loss[0], 0.1);
+  EXPECT_NEAR(loss[1], loss[0], 1e-4 * loss[0]);
+  const auto e = run_scenic(common + " --config.gemm_backend=mkl");
+  EXPECT_NE(e.status, 0);
+  EXPECT_CONTAINS(e.output, "config key 'gemm_backend': expected 'aten' or 'onednn', got 'mkl'");
+}
+
 }  // namespace

@@ -23,6 +23,8 @@ struct BackwardContext : at::ObserverContext {};
 enum class Kind { kNone, kMm, kAddmm, kBmm, kBaddbmm, kMatmul, kLinear, kConv, kConvTransposed, kSdpa };
 
 Kind classify(std::string_view name) {
+  // oneDNN's inner product (model_lib/layers/dense.h with gemm_backend: onednn).
+  if (name == "mkldnn::_linear_pointwise") return Kind::kLinear;
   if (name.substr(0, 6) != "aten::") return Kind::kNone;
   name.remove_prefix(6);
   if (name == "mm") return Kind::kMm;

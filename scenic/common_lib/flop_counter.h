@@ -10,6 +10,7 @@
 //   bmm, baddbmm       [B, M, K] x [B, K, N]           B M K N
 //   matmul             broadcast batch x M K N
 //   linear             x [..., K], w [N, K]            numel(x) N
+//     (and mkldnn::_linear_pointwise, the oneDNN inner product of layers/dense.h)
 //   conv{1,2,3}d, convolution, _convolution            numel(out) C_in/groups prod(kernel)
 //   conv_transpose{1,2,3}d (and transposed convolution) numel(in) C_out/groups prod(kernel)
 //   scaled_dot_product_attention  q [..., L, E], k [..., S, E], v [..., S, Ev]

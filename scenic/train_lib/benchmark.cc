@@ -22,6 +22,7 @@
 
 #include "scenic/common_lib/errors.h"
 #include "scenic/common_lib/flop_counter.h"
+#include "scenic/model_lib/layers/dense.h"
 #include "scenic/train_lib/optimizers.h"
 #include "scenic/train_lib/setup.h"
 #include "scenic/train_lib/train_utils.h"
@@ -102,17 +103,23 @@ double gpu_peak_mib(const torch::Device& device) {
   return -1;
 }
 
-// Multiply-adds per second of the best of several n x n x n fp32 products.
+// Multiply-adds per second of the best of several n x n x n fp32 products, on the GEMM
+// library the layers use (gemm_backend: MKL's and oneDNN's peaks differ by 2x on AMD).
 double matmul_gflops(int64_t n, const torch::Device& device) {
   torch::NoGradGuard no_grad;
   const auto f32 = torch::TensorOptions().dtype(torch::kFloat32).device(device);
   auto a = torch::randn({n, n}, f32), b = torch::randn({n, n}, f32), c = torch::empty({n, n}, f32);
-  at::mm_out(c, a, b);  // warm-up (thread pool, BLAS buffers, cuBLAS handle)
+  const bool onednn = device.is_cpu() && model::gemm_backend() == model::GemmBackend::kOneDnn;
+  auto product = [&] {
+    if (onednn) c = model::dense(a, b, torch::Tensor());  // a b^T: the same work
+    else at::mm_out(c, a, b);
+  };
+  product();  // warm-up (thread pool, BLAS buffers, cuBLAS handle)
   sync(device);
   double best = INFINITY, total = 0;
   for (int reps = 0; reps < 3 || (total < 0.5 && reps < 200); ++reps) {
     const auto t0 = Clock::now();
-    at::mm_out(c, a, b);
+    product();
     sync(device);
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
     best = std::min(best, dt);
@@ -220,6 +227,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
   r.warmup_steps = o.warmup_steps;
   r.batch_size = o.batch_size > 0 ? o.batch_size : config.get<int64_t>("batch_size");
   r.threads = at::get_num_threads();
+  r.gemm_backend = model::gemm_backend() == model::GemmBackend::kOneDnn ? "onednn" : "aten";
   double load[1];
   if (getloadavg(load, 1) == 1) r.load_average = load[0];
   const torch::Device device = get_device(config);
@@ -324,7 +332,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
 std::string format_bench_result(const BenchResult& r) {
   std::ostringstream out;
   out << "bench " << r.model_name << " " << r.mode << " on " << r.device << " (" << r.threads
-      << " intra-op threads, load average " << fmt("%.2f", r.load_average) << "): batch " << r.batch_size << ", "
+      << " intra-op threads, gemm_backend " << r.gemm_backend << ", load average " << fmt("%.2f", r.load_average) << "): batch " << r.batch_size << ", "
       << r.steps << " timed steps after " << r.warmup_steps << " warm-up\n";
   out << "  examples/s          " << fmt("%.1f", r.examples_per_sec) << "\n";
   out << "  ms/step             " << fmt("%.2f", r.ms_median) << " median (p10 " << fmt("%.2f", r.ms_p10) << ", p90 "
@@ -352,6 +360,7 @@ nlohmann::json to_json(const BenchResult& r) {
           {"steps", r.steps},
           {"warmup_steps", r.warmup_steps},
           {"threads", r.threads},
+          {"gemm_backend", r.gemm_backend},
           {"num_params", r.num_params},
           {"flops_per_example", r.flops_per_example},
           {"examples_per_sec", r.examples_per_sec},

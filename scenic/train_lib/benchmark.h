@@ -60,7 +60,7 @@ struct BenchOptions {
 };
 
 struct BenchResult {
-  std::string model_name, mode, device;
+  std::string model_name, mode, device, gemm_backend;
   int64_t batch_size = 0, steps = 0, warmup_steps = 0, threads = 0, num_params = 0;
   int64_t flops_per_example = 0;  // forward multiply-adds
   double examples_per_sec = 0;

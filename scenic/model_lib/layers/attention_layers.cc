@@ -7,6 +7,7 @@
 
 #include "scenic/common_lib/errors.h"
 #include "scenic/model_lib/layers/bias_gelu.h"
+#include "scenic/model_lib/layers/dense.h"
 #include "scenic/model_lib/layers/initializers.h"
 
 namespace scenic::model {
@@ -167,9 +168,9 @@ torch::Tensor MultiHeadAttentionImpl::run(const torch::Tensor& inputs_q, const t
   auto add = [](const torch::Tensor& x, const torch::Tensor& pos) { return pos.defined() ? x + pos : x; };
   const int64_t h = options_.num_heads, d = head_dim_;
   // [..., N, D] -> [..., N, H, d]
-  auto q = query(add(inputs_q, args.pos_emb_q)).unflatten(-1, {h, d});
-  auto k = key(add(kv, args.pos_emb_k)).unflatten(-1, {h, d});
-  auto v = value(add(kv, args.pos_emb_v)).unflatten(-1, {h, d});
+  auto q = dense(add(inputs_q, args.pos_emb_q), query->weight, query->bias).unflatten(-1, {h, d});
+  auto k = dense(add(kv, args.pos_emb_k), key->weight, key->bias).unflatten(-1, {h, d});
+  auto v = dense(add(kv, args.pos_emb_v), value->weight, value->bias).unflatten(-1, {h, d});
   DotProductAttentionOptions o;
   o.bias = args.attention_bias;
   o.bias_kv = args.attention_bias_kv;
@@ -184,7 +185,7 @@ torch::Tensor MultiHeadAttentionImpl::run(const torch::Tensor& inputs_q, const t
   } else {
     y = dot_product_attention(q, k, v, o, weights);  // [batch..., Nq, H, d]
   }
-  return out(y.flatten(-2));
+  return dense(y.flatten(-2), out->weight, out->bias);
 }
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& inputs_q, const torch::Tensor& inputs_kv,
@@ -214,9 +215,9 @@ MlpBlockImpl::MlpBlockImpl(int64_t in_features, MlpBlockOptions options)
 torch::Tensor MlpBlockImpl::forward(const torch::Tensor& x) {
   // Dense_0 as a plain GEMM with its bias added inside the fused GELU pass (bias_gelu.h);
   // where the fused kernel does not apply, bias_gelu is gelu(y + b) and the same function.
-  auto h = bias_gelu(torch::matmul(x, Dense_0->weight.t()), Dense_0->bias);
+  auto h = bias_gelu(dense(x, Dense_0->weight, torch::Tensor()), Dense_0->bias);
   h = torch::dropout(h, dropout_rate_, is_training());
-  h = Dense_1(h);
+  h = dense(h, Dense_1->weight, Dense_1->bias);
   return torch::dropout(h, dropout_rate_, is_training());
 }
 
