@@ -1,6 +1,7 @@
 // Dense with a choice of CPU GEMM library; see dense.h.
 #include "scenic/model_lib/layers/dense.h"
 
+#include <ATen/autocast_mode.h>
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
 
@@ -110,8 +111,9 @@ torch::Tensor onednn_dense(const torch::Tensor& x, const torch::Tensor& w, const
 }
 
 torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
+  // Under CPU autocast (autocast_dtype: bfloat16) torch::linear is what casts to bf16.
   if (g_backend.load(std::memory_order_relaxed) == GemmBackend::kOneDnn && is_cpu_float(x) && is_cpu_float(w) &&
-      is_cpu_float(b))
+      is_cpu_float(b) && !at::autocast::is_autocast_enabled(at::kCPU))
     return onednn_dense(x, w, b);
   return torch::linear(x, w, b);
 }

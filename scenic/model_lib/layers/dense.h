@@ -12,7 +12,8 @@
 //   kAten:   torch::linear (MKL on the CPU, cuBLAS on CUDA): the default;
 //   kOneDnn: for float32 CPU tensors, oneDNN for the forward and for both backward
 //            products (dX = dY W, dW = dY^T X), through our autograd function; any other
-//            tensor (CUDA, bf16, f64) still goes to torch::linear.
+//            tensor (CUDA, bf16, f64), and any call under CPU autocast, still goes to
+//            torch::linear.
 // Both are IEEE fp32 with fp32 accumulation; they differ in summation order only
 // (~1e-6 relative), so switching backend changes results at float rounding.
 //
