@@ -8,7 +8,7 @@
 #
 #   bench/compare.sh [--cases vit_fmnist,vit_ti4,vit_s16,resnet50,mixer_s16] [--modes train,eval]
 #                    [--steps N] [--warmup N] [--threads N] [--repeat R] [--no-jax] [--out F.jsonl]
-#                    [--gemm_backend aten,onednn]   (scenic once per backend, layers/dense.h)
+#                    [--gemm_backend auto|aten,onednn]   (scenic once per backend; default auto)
 #
 # JAX is not in .venv (the build's and tests' environment stays torch-only): on first
 # use this script makes a separate virtual environment .venv-bench and installs
@@ -29,7 +29,7 @@ THREADS=$(nproc)
 JAX=1
 REPEAT=1
 OUT=/tmp/scenic_compare.jsonl
-GEMM=aten
+GEMM=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --cases) CASES=$2; shift 2 ;;

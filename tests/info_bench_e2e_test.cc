@@ -2,6 +2,10 @@
 // published parameter count of ViT-Ti/16, the JSON of a tiny bench run, and errors.
 #include <gtest/gtest.h>
 
+#include <fstream>
+#include <iterator>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "scenic/common_lib/testing.h"
@@ -73,9 +77,16 @@ TEST(BenchE2E, GemmBackendKey) {
   }
   EXPECT_GT(loss[0], 0.1);
   EXPECT_NEAR(loss[1], loss[0], 1e-4 * loss[0]);
+  // Without the key, `auto`: oneDNN on AMD (read here from /proc/cpuinfo, not CPUID).
+  const auto d = run_scenic(common);
+  ASSERT_EQ(d.status, 0) << d.output;
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  const std::string info((std::istreambuf_iterator<char>(cpuinfo)), std::istreambuf_iterator<char>());
+  const bool amd = info.find("AuthenticAMD") != std::string::npos;
+  EXPECT_EQ(nlohmann::json::parse(d.output.substr(d.output.find('{'))).at("gemm_backend"), amd ? "onednn" : "aten");
   const auto e = run_scenic(common + " --config.gemm_backend=mkl");
   EXPECT_NE(e.status, 0);
-  EXPECT_CONTAINS(e.output, "config key 'gemm_backend': expected 'aten' or 'onednn', got 'mkl'");
+  EXPECT_CONTAINS(e.output, "config key 'gemm_backend': expected 'auto', 'aten' or 'onednn', got 'mkl'");
 }
 
 }  // namespace

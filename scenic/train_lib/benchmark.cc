@@ -227,7 +227,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
   r.warmup_steps = o.warmup_steps;
   r.batch_size = o.batch_size > 0 ? o.batch_size : config.get<int64_t>("batch_size");
   r.threads = at::get_num_threads();
-  r.gemm_backend = model::gemm_backend() == model::GemmBackend::kOneDnn ? "onednn" : "aten";
+  r.gemm_backend = model::gemm_backend_name(model::gemm_backend());
   double load[1];
   if (getloadavg(load, 1) == 1) r.load_average = load[0];
   const torch::Device device = get_device(config);

@@ -28,7 +28,7 @@ void set_threads(const common::ConfigDict& config) {
   if (n <= 0) n = positive_env("OMP_NUM_THREADS");
   if (n <= 0) n = std::max(1, hw / std::max(1, positive_env("LOCAL_WORLD_SIZE")));
   torch::set_num_threads(n);
-  model::set_gemm_backend(model::parse_gemm_backend(config.get<std::string>("gemm_backend", "aten")));
+  model::set_gemm_backend(model::parse_gemm_backend(config.get<std::string>("gemm_backend", "auto")));
 }
 
 std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config, const DistributedContext* dist) {

@@ -5,7 +5,12 @@
 #include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/torch.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #include <atomic>
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -82,14 +87,35 @@ void set_gemm_backend(GemmBackend backend) {
 
 GemmBackend gemm_backend() { return g_backend.load(); }
 
+std::string cpu_vendor() {
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned int eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) == 0) return "";
+  char v[13] = {};
+  std::memcpy(v, &ebx, 4);  // the vendor string is EBX, EDX, ECX of leaf 0
+  std::memcpy(v + 4, &edx, 4);
+  std::memcpy(v + 8, &ecx, 4);
+  return v;
+#else
+  return "";
+#endif
+}
+
+GemmBackend auto_gemm_backend(const std::string& vendor, bool onednn_available) {
+  return vendor == "AuthenticAMD" && onednn_available ? GemmBackend::kOneDnn : GemmBackend::kAten;
+}
+
+const char* gemm_backend_name(GemmBackend backend) { return backend == GemmBackend::kOneDnn ? "onednn" : "aten"; }
+
 GemmBackend parse_gemm_backend(const std::string& value, const std::string& key) {
+  if (value == "auto") return auto_gemm_backend(cpu_vendor(), onednn_linear_available());
   if (value == "aten") return GemmBackend::kAten;
   if (value == "onednn") {
     if (!onednn_linear_available())
       throw Error("config key '" + key + "': 'onednn' needs a LibTorch built with oneDNN (MKLDNN), this one is not");
     return GemmBackend::kOneDnn;
   }
-  throw Error("config key '" + key + "': expected 'aten' or 'onednn', got '" + value + "'");
+  throw Error("config key '" + key + "': expected 'auto', 'aten' or 'onednn', got '" + value + "'");
 }
 
 bool onednn_linear_available() { return at::hasMKLDNN() && linear_pointwise_op() != nullptr; }

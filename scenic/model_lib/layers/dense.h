@@ -17,8 +17,11 @@
 // Both are IEEE fp32 with fp32 accumulation; they differ in summation order only
 // (~1e-6 relative), so switching backend changes results at float rounding.
 //
-// Config key (top level): `gemm_backend: aten | onednn` (default aten), read by
-// `train::set_threads` with `num_threads`.
+// Config key (top level): `gemm_backend: auto | aten | onednn`, read by
+// `train::set_threads` with `num_threads`. `auto` (the default) picks onednn on AMD CPUs,
+// where MKL falls back to its generic kernels, when this LibTorch has the oneDNN operator,
+// and aten everywhere else (MKL is tuned for Intel; other CPUs were not measured). The
+// process-wide setting before any `set_gemm_backend` call is aten.
 #pragma once
 
 #include <torch/types.h>
@@ -33,9 +36,18 @@ enum class GemmBackend { kAten, kOneDnn };
 void set_gemm_backend(GemmBackend backend);
 GemmBackend gemm_backend();
 
-// "aten" | "onednn"; throws scenic::Error naming `key` and the accepted values, and for
-// "onednn" when this LibTorch has no mkldnn::_linear_pointwise operator.
+// "auto" | "aten" | "onednn"; throws scenic::Error naming `key` and the accepted values,
+// and for "onednn" when this LibTorch has no mkldnn::_linear_pointwise operator.
 GemmBackend parse_gemm_backend(const std::string& value, const std::string& key = "gemm_backend");
+
+// What `auto` resolves to for a CPU vendor string (CPUID's, e.g. "AuthenticAMD",
+// "GenuineIntel"; "" off x86) and oneDNN's availability: onednn only for AMD with oneDNN.
+GemmBackend auto_gemm_backend(const std::string& cpu_vendor, bool onednn_available);
+
+// This machine's CPUID vendor string, "" where there is none (not x86).
+std::string cpu_vendor();
+
+const char* gemm_backend_name(GemmBackend backend);  // "aten" | "onednn"
 
 // Whether LibTorch provides the oneDNN operator (built with MKLDNN).
 bool onednn_linear_available();

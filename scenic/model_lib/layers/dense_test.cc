@@ -119,8 +119,24 @@ TEST(Dense, ParseNamesTheKeyAndTheChoices) {
   if (onednn_linear_available()) EXPECT_EQ(parse_gemm_backend("onednn"), GemmBackend::kOneDnn);
   const auto msg = error_of([] { parse_gemm_backend("mkl"); });
   EXPECT_CONTAINS(msg, "'gemm_backend'");
-  EXPECT_CONTAINS(msg, "'aten' or 'onednn'");
+  EXPECT_CONTAINS(msg, "'auto', 'aten' or 'onednn'");
   EXPECT_CONTAINS(msg, "'mkl'");
+}
+
+// `auto` takes oneDNN only where MKL runs its generic kernels (AMD) and oneDNN is there.
+TEST(Dense, AutoPicksOneDnnOnAmdOnly) {
+  EXPECT_EQ(auto_gemm_backend("AuthenticAMD", true), GemmBackend::kOneDnn);
+  EXPECT_EQ(auto_gemm_backend("AuthenticAMD", false), GemmBackend::kAten);
+  EXPECT_EQ(auto_gemm_backend("GenuineIntel", true), GemmBackend::kAten);
+  EXPECT_EQ(auto_gemm_backend("", true), GemmBackend::kAten);
+  // This machine: CPUID's vendor is one of the known 12-character strings off ARM.
+  const std::string v = cpu_vendor();
+#if defined(__x86_64__)
+  EXPECT_EQ(v.size(), 12u) << v;
+#endif
+  EXPECT_EQ(parse_gemm_backend("auto"), auto_gemm_backend(v, onednn_linear_available()));
+  EXPECT_STREQ(gemm_backend_name(GemmBackend::kOneDnn), "onednn");
+  EXPECT_STREQ(gemm_backend_name(GemmBackend::kAten), "aten");
 }
 
 // The Transformer layers route their Dense products through dense(): with oneDNN an
