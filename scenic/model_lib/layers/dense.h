@@ -9,7 +9,7 @@
 // runs the Mixer and ViT GEMMs at 112-125 G multiply-adds/s (bench/README.md).
 //
 // `dense(x, W, b)` is `torch::linear` with the backend set by `set_gemm_backend`:
-//   kAten:   torch::linear (MKL on the CPU, cuBLAS on CUDA): the default;
+//   kAten:   torch::linear (MKL on the CPU, cuBLAS on CUDA): the process-wide default;
 //   kOneDnn: for float32 CPU tensors, oneDNN for the forward and for both backward
 //            products (dX = dY W, dW = dY^T X), through our autograd function; any other
 //            tensor (CUDA, bf16, f64), and any call under CPU autocast, still goes to

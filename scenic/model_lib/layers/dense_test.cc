@@ -17,6 +17,9 @@ namespace {
 
 using testing::error_of;
 
+// The oneDNN tests ASSERT onednn_linear_available(): scripts/setup.sh installs the torch
+// wheel, which ships oneDNN on every CPU it supports, so its absence is a failure.
+
 // Restores the process-wide backend when a test ends.
 class BackendScope {
  public:
@@ -49,7 +52,6 @@ Grads run(F f, const torch::Tensor& x, const torch::Tensor& w, const torch::Tens
 }
 
 TEST(Dense, OneDnnMatchesFloat64ValuesAndGradients) {
-  // scripts/setup.sh installs the torch wheel, which ships oneDNN on every CPU it supports.
   ASSERT_TRUE(onednn_linear_available()) << "this LibTorch has no oneDNN operator";
   torch::manual_seed(0);
   // A 3-D input (the [B, N, D] of the Transformer layers), sizes off the vector widths,
@@ -72,7 +74,6 @@ TEST(Dense, OneDnnMatchesFloat64ValuesAndGradients) {
 }
 
 TEST(Dense, NonContiguousInputAndNoGradMode) {
-  // scripts/setup.sh installs the torch wheel, which ships oneDNN on every CPU it supports.
   ASSERT_TRUE(onednn_linear_available()) << "this LibTorch has no oneDNN operator";
   torch::manual_seed(1);
   auto x = torch::randn({16, 9, 4}).transpose(0, 2);  // [4, 9, 16], strided
@@ -95,7 +96,6 @@ TEST(Dense, BackendSwitchAndFallbacks) {
     BackendScope scope(GemmBackend::kAten);
     EXPECT_TRUE(torch::equal(dense(x, w, b), torch::linear(x, w, b)));  // the very same op
   }
-  // scripts/setup.sh installs the torch wheel, which ships oneDNN on every CPU it supports.
   ASSERT_TRUE(onednn_linear_available()) << "this LibTorch has no oneDNN operator";
   BackendScope scope(GemmBackend::kOneDnn);
   EXPECT_TRUE(torch::equal(dense(x, w, b), onednn_dense(x, w, b)));
@@ -129,7 +129,7 @@ TEST(Dense, AutoPicksOneDnnOnAmdOnly) {
   EXPECT_EQ(auto_gemm_backend("AuthenticAMD", false), GemmBackend::kAten);
   EXPECT_EQ(auto_gemm_backend("GenuineIntel", true), GemmBackend::kAten);
   EXPECT_EQ(auto_gemm_backend("", true), GemmBackend::kAten);
-  // This machine: CPUID's vendor is one of the known 12-character strings off ARM.
+  // This machine: on x86 CPUID's vendor string has 12 characters.
   const std::string v = cpu_vendor();
 #if defined(__x86_64__)
   EXPECT_EQ(v.size(), 12u) << v;
@@ -143,7 +143,6 @@ TEST(Dense, AutoPicksOneDnnOnAmdOnly) {
 // MLP block and a multi-head attention give what they give on ATen, values and
 // parameter gradients, to float rounding.
 TEST(Dense, TransformerLayersAgreeAcrossBackends) {
-  // scripts/setup.sh installs the torch wheel, which ships oneDNN on every CPU it supports.
   ASSERT_TRUE(onednn_linear_available()) << "this LibTorch has no oneDNN operator";
   torch::manual_seed(3);
   MlpBlockOptions mo;
