@@ -23,6 +23,7 @@
 #include "scenic/common_lib/errors.h"
 #include "scenic/common_lib/flop_counter.h"
 #include "scenic/model_lib/layers/dense.h"
+#include "scenic/train_lib/batch_split.h"
 #include "scenic/train_lib/optimizers.h"
 #include "scenic/train_lib/setup.h"
 #include "scenic/train_lib/train_utils.h"
@@ -232,6 +233,8 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
   if (getloadavg(load, 1) == 1) r.load_average = load[0];
   const torch::Device device = get_device(config);
   r.device = device.str();
+  if (r.mode == "eval" && device.is_cpu() && batch_split_available())
+    r.eval_split = std::min<int64_t>(eval_split_threads(), r.batch_size);
   const auto& meta = model.meta_data();
 
   auto network = model.build_network();
@@ -266,7 +269,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
       torch::Tensor out;
       {
         AutocastScope scope(autocast == "bfloat16", device.type());
-        out = network->forward(batch.at("inputs"));
+        out = forward_split_batch(*network, batch.at("inputs"), eval_split_threads());
       }
       metrics.add(metrics_fn(out.to(torch::kFloat32), batch));
       return;
@@ -332,7 +335,9 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
 std::string format_bench_result(const BenchResult& r) {
   std::ostringstream out;
   out << "bench " << r.model_name << " " << r.mode << " on " << r.device << " (" << r.threads
-      << " intra-op threads, gemm_backend " << r.gemm_backend << ", load average " << fmt("%.2f", r.load_average) << "): batch " << r.batch_size << ", "
+      << " intra-op threads, gemm_backend " << r.gemm_backend
+      << (r.eval_split > 1 ? ", batch split over " + std::to_string(r.eval_split) + " threads" : std::string())
+      << ", load average " << fmt("%.2f", r.load_average) << "): batch " << r.batch_size << ", "
       << r.steps << " timed steps after " << r.warmup_steps << " warm-up\n";
   out << "  examples/s          " << fmt("%.1f", r.examples_per_sec) << "\n";
   out << "  ms/step             " << fmt("%.2f", r.ms_median) << " median (p10 " << fmt("%.2f", r.ms_p10) << ", p90 "
@@ -361,6 +366,7 @@ nlohmann::json to_json(const BenchResult& r) {
           {"warmup_steps", r.warmup_steps},
           {"threads", r.threads},
           {"gemm_backend", r.gemm_backend},
+          {"eval_split", r.eval_split},
           {"num_params", r.num_params},
           {"flops_per_example", r.flops_per_example},
           {"examples_per_sec", r.examples_per_sec},

@@ -9,6 +9,7 @@
 #include "scenic/common_lib/errors.h"
 #include "scenic/model_lib/layers/dense.h"
 #include "scenic/model_lib/models.h"
+#include "scenic/train_lib/batch_split.h"
 
 namespace scenic::train {
 
@@ -29,6 +30,7 @@ void set_threads(const common::ConfigDict& config) {
   if (n <= 0) n = std::max(1, hw / std::max(1, positive_env("LOCAL_WORLD_SIZE")));
   torch::set_num_threads(n);
   model::set_gemm_backend(model::parse_gemm_backend(config.get<std::string>("gemm_backend", "auto")));
+  set_eval_split_batch(config.get<bool>("eval_split_batch", true));
 }
 
 std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config, const DistributedContext* dist) {

@@ -18,7 +18,9 @@ namespace scenic::train {
 // LibTorch's intra-op pool: `num_threads` when set, else OMP_NUM_THREADS when the
 // environment sets it (launchers do: `scenic launch` gives cores / processes, torchrun
 // 1), else all cores divided by LOCAL_WORLD_SIZE (processes sharing this machine).
-// Also sets the CPU GEMM library from `gemm_backend` (auto | aten | onednn, default auto; layers/dense.h).
+// Also sets the CPU GEMM library from `gemm_backend` (auto | aten | onednn, default auto; layers/dense.h)
+// and whether evaluation splits its batches over the threads from `eval_split_batch`
+// (default true; batch_split.h).
 void set_threads(const common::ConfigDict& config);
 
 // `dataset_name` from the dataset registry with `batch_size`, `eval_batch_size`,

@@ -4,6 +4,8 @@
 
 #include <cstdio>
 
+#include "scenic/train_lib/batch_split.h"
+
 namespace scenic::train {
 
 TrainingSteps get_num_training_steps(const common::ConfigDict& config, const dataset::MetaData& meta) {
@@ -106,7 +108,7 @@ std::map<std::string, double> evaluate(model::Network& network, const model::Bas
   int64_t steps = 0;
   while (auto batch = it->next()) {
     auto b = batch_to_device(*batch, device);
-    acc.add(metrics_fn(network.forward(b.at("inputs")), b));
+    acc.add(metrics_fn(forward_split_batch(network, b.at("inputs"), eval_split_threads()), b));
     if (max_steps > 0 && ++steps >= max_steps) break;
   }
   return acc.summary(dist);

@@ -68,7 +68,8 @@ void check_same_start_step(int64_t start_step, const std::string& ckpt_dir, cons
 // One pass of `split` in eval mode (at most `max_steps` batches when > 0); returns the
 // normalized metrics, summed over processes when `dist` has several (each process
 // evaluates its shard). On CUDA, `prefetch` stages the batches as the training input
-// does (pinned, copied on a side stream ahead of the forward; device_prefetch.h). Leaves
+// does (pinned, copied on a side stream ahead of the forward; device_prefetch.h). On the
+// CPU each batch is split over the threads (`eval_split_batch`, batch_split.h). Leaves
 // the network in eval mode.
 std::map<std::string, double> evaluate(model::Network& network, const model::BaseModel& model,
                                        dataset::Dataset& dataset, const std::string& split,

@@ -1,0 +1,45 @@
+// Evaluation on a multi-core CPU: split the batch over the threads, not each op.
+//
+// ATen runs every op of a forward on all its intra-op threads. For the small ops of an
+// eval forward (a 17-token ViT: 2176 x 128 x 128 GEMMs, LayerNorms of 2176 rows) that
+// is a fork and a join per op: on 2 cores the second thread bought the Fashion-MNIST
+// ViT's eval step only 1.1x, and profiles showed each thread waiting for the other
+// 20% of the time. Here each thread runs the whole forward of one contiguous slice of
+// the batch with every op single-threaded (inside the parallel region ATen, oneDNN and
+// MKL do not fork again), and the outputs are concatenated: per example the same
+// computation, so the same outputs (to the float rounding of a GEMM that blocks
+// differently for fewer rows). bench/README.md has the figures.
+//
+// Config key (top level): `eval_split_batch: true` (default) | false, read by
+// `set_threads` (setup.h) into a process-wide setting, as `gemm_backend` is.
+#pragma once
+
+#include <torch/types.h>
+
+#include "scenic/model_lib/base_models/base_model.h"
+
+namespace scenic::train {
+
+// `network.forward(inputs)` computed as up to `threads` slices of `inputs` along dim 0,
+// one per thread at once, concatenated along dim 0. Each slice has at least
+// `min_per_thread` examples. One plain forward instead when `threads` <= 1, when the
+// batch is too small for two slices, when `inputs` is not on the CPU, when grad mode is
+// on (an eval-only path: autograd graphs are not built across threads here), or when
+// the build has no OpenMP. Thread-local state (grad mode, autocast) is that of the
+// caller in every thread. Throws scenic::Error when an output's first dim is not its
+// slice's size (the network does not map [B, ...] to [B, ...]); an exception in any
+// thread is rethrown in the caller.
+torch::Tensor forward_split_batch(model::Network& network, const torch::Tensor& inputs, int threads,
+                                  int64_t min_per_thread = 1);
+
+// The process-wide setting (default true) and the thread count evaluation splits over:
+// ATen's intra-op threads when the setting is on, else 1.
+void set_eval_split_batch(bool on);
+bool eval_split_batch();
+int eval_split_threads();
+
+// Whether this build opens its own OpenMP regions (false: forward_split_batch always
+// runs one plain forward).
+bool batch_split_available();
+
+}  // namespace scenic::train
