@@ -18,6 +18,7 @@
 #include "scenic/common_lib/config.h"
 #include "scenic/common_lib/errors.h"
 #include "scenic/common_lib/logging.h"
+#include "scenic/common_lib/malloc_tuning.h"
 #include "scenic/common_lib/metric_writer.h"
 #include "scenic/common_lib/plot.h"
 #include "scenic/dataset_lib/dataset.h"
@@ -184,6 +185,7 @@ int cmd_plot(const std::string& workdir, const std::vector<std::string>& metrics
 }  // namespace
 
 int main(int argc, char** argv) {
+  scenic::common::tune_malloc_for_tensors();  // before the first tensor (malloc_tuning.h)
   CLI::App app{"Scenic for C++: research on attention-based vision models, on LibTorch"};
   app.require_subcommand(1);
 

@@ -1,0 +1,46 @@
+#include "scenic/common_lib/malloc_tuning.h"
+
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace scenic::common {
+namespace {
+
+long minor_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
+
+// A 20 MiB block allocated, written and freed 10 times. With glibc's defaults the first
+// two rounds are fresh mmaps (the dynamic threshold rises only after the first free), so
+// ~2 x 5,120 page faults (measured 10,242 in a C program); tuned, the block stays in the
+// heap and its pages are faulted in once (5,122).
+TEST(MallocTuning, FreedBlocksAreReusedNotRefaulted) {
+#if !defined(__GLIBC__)
+  GTEST_SKIP() << "glibc only";
+#else
+  if (std::getenv("GLIBC_TUNABLES") || std::getenv("MALLOC_MMAP_THRESHOLD_") || std::getenv("MALLOC_TRIM_THRESHOLD_"))
+    GTEST_SKIP() << "the environment tunes malloc";
+  ASSERT_TRUE(tune_malloc_for_tensors());
+  constexpr size_t kBytes = 20u << 20;
+  constexpr long kPages = static_cast<long>(kBytes / 4096);
+  const long before = minor_faults();
+  for (int i = 0; i < 10; ++i) {
+    auto* p = static_cast<char*>(std::malloc(kBytes));
+    ASSERT_NE(p, nullptr);
+    std::memset(p, i + 1, kBytes);
+    asm volatile("" : : "r"(p) : "memory");  // the writes must happen: no eliding the block
+    std::free(p);
+  }
+  const long faults = minor_faults() - before;
+  EXPECT_GE(faults, kPages / 2) << "the block was never touched: the test measures nothing";
+  EXPECT_LT(faults, kPages * 3 / 2) << "10 rounds of " << kPages << " pages each faulted " << faults << " times";
+#endif
+}
+
+}  // namespace
+}  // namespace scenic::common
