@@ -36,6 +36,20 @@ TEST(InfoE2E, ViTTi16ParameterCountAndFlops) {
   EXPECT_CONTAINS(r.output, "GFLOPs per example (forward, batch 1, multiply-add = 1 FLOP): 1.2537 (1,253,683,200 multiply-adds)");
 }
 
+// The config that reaches the ViT goal (vit_long.yaml): patch 4 (N = 49 tokens), D = 128,
+// M = 256, 4 layers, GAP head and fixed 2-D sin-cos position embeddings. Parameters:
+// vit.yaml's 540,170 - patch-7 embed 6,400 - learned pos-emb 17*128 - [CLS] 128 + patch-4
+// embed 16*128+128 = 533,642. Multiply-adds: embed 49*16*128 = 100,352; per layer
+// 4*N*D^2 + 2*N^2*D + 2*N*D*M = 3,211,264 + 614,656 + 3,211,264, x 4 = 28,148,736; head
+// 1,280; total 28,250,368.
+TEST(InfoE2E, VitLongConfigParameterCountAndFlops) {
+  const auto r = run_scenic(std::string("info --config ") + SCENIC_SOURCE_DIR +
+                            "/scenic/projects/baselines/configs/fashion_mnist/vit_long.yaml");
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_CONTAINS(r.output, "Total: 533,642\n");
+  EXPECT_CONTAINS(r.output, "(28,250,368 multiply-adds)");
+}
+
 TEST(BenchE2E, JsonFieldsAndErrors) {
   const auto r = run_scenic("bench" + kConfig +
                             " --input_shape 1,28,28 --num_classes 10 --steps 2 --warmup_steps 1 --batch_size 8"
