@@ -4,6 +4,7 @@
 #include <ATen/ThreadLocalState.h>
 #include <c10/core/GradMode.h>
 
+#include <algorithm>
 #include <atomic>
 #include <exception>
 #include <sstream>
