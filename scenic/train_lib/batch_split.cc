@@ -46,12 +46,15 @@ void set_eval_split_batch(bool on) { g_eval_split_batch = on; }
 bool eval_split_batch() { return g_eval_split_batch; }
 int eval_split_threads() { return g_eval_split_batch ? at::get_num_threads() : 1; }
 
+int64_t split_slices(int64_t batch, int threads, int64_t min_per_thread) {
+  const int64_t n = std::min<int64_t>(threads, batch / std::max<int64_t>(1, min_per_thread));
+  return batch_split_available() && n >= 2 ? n : 1;
+}
+
 torch::Tensor forward_split_batch(model::Network& network, const torch::Tensor& inputs, int threads,
                                   int64_t min_per_thread) {
-  const int64_t batch = inputs.dim() > 0 ? inputs.size(0) : 0;
-  const int64_t n = std::min<int64_t>(threads, batch / std::max<int64_t>(1, min_per_thread));
-  if (!batch_split_available() || n < 2 || !inputs.device().is_cpu() || c10::GradMode::is_enabled() ||
-      at::in_parallel_region())
+  const int64_t n = split_slices(inputs.dim() > 0 ? inputs.size(0) : 0, threads, min_per_thread);
+  if (n < 2 || !inputs.device().is_cpu() || c10::GradMode::is_enabled() || at::in_parallel_region())
     return network.forward(inputs);
   const auto slices = inputs.tensor_split(n, 0);
   std::vector<torch::Tensor> outputs(n);

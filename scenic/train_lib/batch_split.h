@@ -32,6 +32,11 @@ namespace scenic::train {
 torch::Tensor forward_split_batch(model::Network& network, const torch::Tensor& inputs, int threads,
                                   int64_t min_per_thread = 1);
 
+// How many slices forward_split_batch makes of a batch of `batch` CPU examples: at most
+// `threads`, each of at least `min_per_thread` examples; 1 (no split) when that gives
+// fewer than two or the build has no OpenMP.
+int64_t split_slices(int64_t batch, int threads, int64_t min_per_thread = 1);
+
 // The process-wide setting (default true) and the thread count evaluation splits over:
 // ATen's intra-op threads when the setting is on, else 1.
 void set_eval_split_batch(bool on);

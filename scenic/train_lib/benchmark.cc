@@ -233,8 +233,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
   if (getloadavg(load, 1) == 1) r.load_average = load[0];
   const torch::Device device = get_device(config);
   r.device = device.str();
-  if (r.mode == "eval" && device.is_cpu() && batch_split_available())
-    r.eval_split = std::min<int64_t>(eval_split_threads(), r.batch_size);
+  if (r.mode == "eval" && device.is_cpu()) r.eval_split = split_slices(r.batch_size, eval_split_threads());
   const auto& meta = model.meta_data();
 
   auto network = model.build_network();
