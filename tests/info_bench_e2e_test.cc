@@ -103,24 +103,31 @@ TEST(BenchE2E, GemmBackendKey) {
   EXPECT_CONTAINS(e.output, "config key 'gemm_backend': expected 'auto', 'aten' or 'onednn', got 'mkl'");
 }
 
-// `eval_split_batch` (train_lib/batch_split.h): on by default, an eval batch is split over
-// the intra-op threads (batch_split_test.cc checks the outputs); the JSON says how it ran.
-TEST(BenchE2E, EvalSplitBatchKey) {
+// `eval_split_batch` and `train_split_batch` (train_lib/batch_split.h): on by default, a
+// batch is split over the intra-op threads (batch_split_test.cc checks the outputs and
+// gradients); the JSON says how it ran.
+TEST(BenchE2E, SplitBatchKeys) {
   const std::string common = "bench" + kConfig +
-                             " --input_shape 1,28,28 --num_classes 10 --steps 2 --warmup_steps 1 --batch_size 8"
+                             " --input_shape 1,28,28 --num_classes 10 --steps 2 --warmup_steps 1"
                              " --matmul_size 64 --json --config.model.num_layers=1 --config.num_threads=2";
-  auto split_of = [&](const std::string& extra) {
-    const auto r = run_scenic(common + extra);
+  auto split_of = [&](const std::string& extra, const std::string& batch = " --batch_size 8") {
+    const auto r = run_scenic(common + batch + extra);
     EXPECT_EQ(r.status, 0) << r.output;
-    return nlohmann::json::parse(r.output.substr(r.output.find('{'))).at("eval_split").get<int64_t>();
+    return nlohmann::json::parse(r.output.substr(r.output.find('{'))).at("batch_split").get<int64_t>();
   };
   EXPECT_EQ(split_of(" --mode eval"), 2);
   EXPECT_EQ(split_of(" --mode eval --config.eval_split_batch=false"), 1);
   EXPECT_EQ(split_of(" --mode eval --config.num_threads=1"), 1);
-  EXPECT_EQ(split_of(" --mode train"), 1);  // training steps never split
-  const auto e = run_scenic(common + " --mode eval --config.eval_split_batch=sometimes");
+  EXPECT_EQ(split_of(" --mode train"), 2);
+  EXPECT_EQ(split_of(" --mode train --config.train_split_batch=false"), 1);
+  EXPECT_EQ(split_of(" --mode train --config.eval_split_batch=false"), 2);
+  EXPECT_EQ(split_of(" --mode train", " --batch_size 7"), 1);  // 7 is not divisible by 2
+  const auto e = run_scenic(common + " --batch_size 8 --mode eval --config.eval_split_batch=sometimes");
   EXPECT_NE(e.status, 0);
   EXPECT_CONTAINS(e.output, "eval_split_batch");
+  const auto t = run_scenic(common + " --batch_size 8 --mode train --config.train_split_batch=3");
+  EXPECT_NE(t.status, 0);
+  EXPECT_CONTAINS(t.output, "train_split_batch");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 // Uses POSIX calls, not std::filesystem: the torch wheel's libtorch exports its own
 // incompatible std::filesystem (pytorch/pytorch#133437); e.g. remove_all crashes.
+#include <ATen/Parallel.h>
 #include <ftw.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -50,6 +51,19 @@ std::string error_of(F&& f) {
   ADD_FAILURE() << "expected a scenic::Error";
   return "";
 }
+
+// LibTorch's intra-op thread count set to `n` for a scope (the test binaries run with
+// OMP_NUM_THREADS=1; tests of multi-threaded paths need a team of several).
+class IntraOpThreads {
+ public:
+  explicit IntraOpThreads(int n) : old_(at::get_num_threads()) { at::set_num_threads(n); }
+  ~IntraOpThreads() { at::set_num_threads(old_); }
+  IntraOpThreads(const IntraOpThreads&) = delete;
+  IntraOpThreads& operator=(const IntraOpThreads&) = delete;
+
+ private:
+  int old_;
+};
 
 }  // namespace scenic::testing
 

@@ -233,7 +233,6 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
   if (getloadavg(load, 1) == 1) r.load_average = load[0];
   const torch::Device device = get_device(config);
   r.device = device.str();
-  if (r.mode == "eval" && device.is_cpu()) r.eval_split = split_slices(r.batch_size, eval_split_threads());
   const auto& meta = model.meta_data();
 
   auto network = model.build_network();
@@ -243,6 +242,8 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
 
   const auto batch = synthetic_batch(meta, r.batch_size, device);
   const bool train = o.mode == "train";
+  if (!train && device.is_cpu()) r.batch_split = split_slices(r.batch_size, eval_split_threads());
+  if (train) r.batch_split = train_split_slices(*network, batch, at::get_num_threads());
   const std::string autocast = config.get<std::string>("autocast_dtype", "float32");
   if (autocast != "float32" && autocast != "bfloat16")
     throw Error("config key 'autocast_dtype' must be 'float32' or 'bfloat16', not '" + autocast + "'");
@@ -274,14 +275,15 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
       return;
     }
     optimizer->zero_grad();
-    torch::Tensor out;
-    {
-      AutocastScope scope(autocast == "bfloat16", device.type());
-      out = network->forward(batch.at("inputs"));
-    }
-    out = out.to(torch::kFloat32);
-    auto loss = model.loss_function(out, batch, network.get());
-    loss.backward();
+    auto [loss, out] = accumulate_gradients_split(batch, r.batch_split, [&](const dataset::Batch& slice) {
+      torch::Tensor y;
+      {
+        AutocastScope scope(autocast == "bfloat16", device.type());
+        y = network->forward(slice.at("inputs"));
+      }
+      y = y.to(torch::kFloat32);
+      return std::make_pair(model.loss_function(y, slice, network.get()), y);
+    });
     std::vector<torch::Tensor> grads;
     if (!max_grad_norm)
       for (const auto& p : params) grads.push_back(p.grad());
@@ -335,7 +337,7 @@ std::string format_bench_result(const BenchResult& r) {
   std::ostringstream out;
   out << "bench " << r.model_name << " " << r.mode << " on " << r.device << " (" << r.threads
       << " intra-op threads, gemm_backend " << r.gemm_backend
-      << (r.eval_split > 1 ? ", batch split over " + std::to_string(r.eval_split) + " threads" : std::string())
+      << (r.batch_split > 1 ? ", batch split over " + std::to_string(r.batch_split) + " threads" : std::string())
       << ", load average " << fmt("%.2f", r.load_average) << "): batch " << r.batch_size << ", "
       << r.steps << " timed steps after " << r.warmup_steps << " warm-up\n";
   out << "  examples/s          " << fmt("%.1f", r.examples_per_sec) << "\n";
@@ -365,7 +367,7 @@ nlohmann::json to_json(const BenchResult& r) {
           {"warmup_steps", r.warmup_steps},
           {"threads", r.threads},
           {"gemm_backend", r.gemm_backend},
-          {"eval_split", r.eval_split},
+          {"batch_split", r.batch_split},
           {"num_params", r.num_params},
           {"flops_per_example", r.flops_per_example},
           {"examples_per_sec", r.examples_per_sec},

@@ -62,7 +62,7 @@ struct BenchOptions {
 struct BenchResult {
   std::string model_name, mode, device, gemm_backend;
   int64_t batch_size = 0, steps = 0, warmup_steps = 0, threads = 0, num_params = 0;
-  int64_t eval_split = 1;  // eval mode: the slices each batch is split into (batch_split.h)
+  int64_t batch_split = 1;  // the slices each step splits its batch into (batch_split.h)
   int64_t flops_per_example = 0;  // forward multiply-adds
   double examples_per_sec = 0;
   double ms_median = 0, ms_p10 = 0, ms_p90 = 0, ms_min = 0, ms_max = 0;

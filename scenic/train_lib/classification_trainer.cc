@@ -8,6 +8,7 @@
 
 #include "scenic/common_lib/logging.h"
 #include "scenic/dataset_lib/mixup.h"
+#include "scenic/train_lib/batch_split.h"
 #include "scenic/train_lib/device_prefetch.h"
 #include "scenic/train_lib/ema.h"
 #include "scenic/train_lib/grad_accumulation.h"
@@ -153,14 +154,7 @@ TrainResult classification_train(TrainerContext& ctx) {
     if (step == start_step + 1 && ctx.summary != nullptr)
       ctx.summary->image(step, "train_inputs", common::image_grid(b.at("inputs")));
     optimizer->zero_grad();
-    // With accumulation, only the last micro-batch's backward communicates (DDP's
-    // no_sync): `no_sync` is dropped when the last micro-batch's forward starts, before
-    // accumulate_gradients runs its backward.
-    std::optional<GradientAllReducer::NoSync> no_sync;
-    if (accum_steps > 1) no_sync.emplace(reducer);
-    int64_t micro_index = 0;
-    auto [loss, logits] = accumulate_gradients(b, accum_steps, [&](const dataset::Batch& micro) {
-      if (++micro_index == accum_steps) no_sync.reset();
+    auto micro_loss = [&](const dataset::Batch& micro) {
       torch::Tensor out;
       {
         AutocastScope autocast_scope(autocast == "bfloat16", device);
@@ -168,7 +162,26 @@ TrainResult classification_train(TrainerContext& ctx) {
       }
       out = out.to(torch::kFloat32);
       return std::make_pair(model.loss_function(out, micro, network.get()), out);
-    });
+    };
+    // On a multi-core CPU, one process, no accumulation: the batch split over the threads.
+    const int64_t slices = accum_steps == 1 && !dist.is_distributed()
+                               ? train_split_slices(*network, b, at::get_num_threads()) : 1;
+    AccumulatedStep acc;
+    if (slices > 1) {
+      acc = accumulate_gradients_split(b, slices, micro_loss);
+    } else {
+      // With accumulation, only the last micro-batch's backward communicates (DDP's
+      // no_sync): `no_sync` is dropped when the last micro-batch's forward starts,
+      // before accumulate_gradients runs its backward.
+      std::optional<GradientAllReducer::NoSync> no_sync;
+      if (accum_steps > 1) no_sync.emplace(reducer);
+      int64_t micro_index = 0;
+      acc = accumulate_gradients(b, accum_steps, [&](const dataset::Batch& micro) {
+        if (++micro_index == accum_steps) no_sync.reset();
+        return micro_loss(micro);
+      });
+    }
+    auto& [loss, logits] = acc;
     reducer.finish();  // every rank now holds the mean gradient
     torch::Tensor grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
                                             : global_norm(grads_of(params));

@@ -39,28 +39,35 @@ std::vector<dataset::Batch> split_batch(const dataset::Batch& batch, int64_t num
   return out;
 }
 
+std::vector<torch::Tensor> microbatch_weights(const dataset::Batch& batch,
+                                              const std::vector<dataset::Batch>& microbatches) {
+  const auto mask_it = batch.find("batch_mask");
+  std::vector<torch::Tensor> weights;
+  if (mask_it == batch.end()) {
+    const auto device = batch.empty() ? torch::Device(torch::kCPU) : batch.begin()->second.device();
+    const double w = 1.0 / static_cast<double>(microbatches.size());
+    for (size_t k = 0; k < microbatches.size(); ++k)
+      weights.push_back(torch::full({}, w, torch::TensorOptions().dtype(torch::kDouble).device(device)));
+    return weights;
+  }
+  const torch::Tensor total = mask_it->second.sum(torch::kDouble);  // on its device
+  for (const auto& mb : microbatches) {
+    const torch::Tensor part = mb.at("batch_mask").sum(torch::kDouble);
+    weights.push_back(torch::where(total > 0, part / total.clamp_min(1e-300), torch::zeros_like(part)));
+  }
+  return weights;
+}
+
 AccumulatedStep accumulate_gradients(const dataset::Batch& batch, int64_t num_microbatches,
                                      const MicrobatchLossFn& loss_fn) {
   const auto micro = split_batch(batch, num_microbatches);
-  const auto mask_it = batch.find("batch_mask");
-  const bool has_mask = mask_it != batch.end();
-  torch::Tensor total;  // sum of the whole batch's mask, on its device
-  if (has_mask) total = mask_it->second.sum(torch::kDouble);
-
+  const auto weights = microbatch_weights(batch, micro);
   AccumulatedStep result;
   std::vector<torch::Tensor> outputs;
-  for (const auto& mb : micro) {
-    auto [loss, out] = loss_fn(mb);
+  for (size_t k = 0; k < micro.size(); ++k) {
+    auto [loss, out] = loss_fn(micro[k]);
     if (!loss.defined() || loss.dim() != 0) throw Error("the micro-batch loss must be a 0-dim tensor");
-    torch::Tensor weight;
-    if (has_mask) {
-      const torch::Tensor part = mb.at("batch_mask").sum(torch::kDouble);
-      weight = torch::where(total > 0, part / total.clamp_min(1e-300), torch::zeros_like(part))
-                   .to(loss.scalar_type());
-    } else {
-      weight = torch::full({}, 1.0 / static_cast<double>(num_microbatches), loss.options());
-    }
-    torch::Tensor weighted = loss * weight;
+    torch::Tensor weighted = loss * weights[k].to(loss.scalar_type());
     weighted.backward();
     {
       torch::NoGradGuard no_grad;

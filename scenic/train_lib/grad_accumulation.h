@@ -34,6 +34,10 @@ namespace scenic::train {
 // tensors disagree on B.
 std::vector<dataset::Batch> split_batch(const dataset::Batch& batch, int64_t num_microbatches);
 
+// w_k of each micro-batch of `batch` (0-dim float64 tensors on its device; see above).
+std::vector<torch::Tensor> microbatch_weights(const dataset::Batch& batch,
+                                              const std::vector<dataset::Batch>& microbatches);
+
 // Computes (loss, outputs) for one micro-batch with autograd on, e.g.
 //   [&](const Batch& b) { auto out = net->forward(b.at("inputs"));
 //                         return std::make_pair(model.loss_function(out, b, net.get()), out); }

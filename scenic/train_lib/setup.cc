@@ -31,6 +31,7 @@ void set_threads(const common::ConfigDict& config) {
   torch::set_num_threads(n);
   model::set_gemm_backend(model::parse_gemm_backend(config.get<std::string>("gemm_backend", "auto")));
   set_eval_split_batch(config.get<bool>("eval_split_batch", true));
+  set_train_split_batch(config.get<bool>("train_split_batch", true));
 }
 
 std::shared_ptr<dataset::Dataset> build_dataset(const common::ConfigDict& config, const DistributedContext* dist) {

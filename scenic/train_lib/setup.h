@@ -19,8 +19,8 @@ namespace scenic::train {
 // environment sets it (launchers do: `scenic launch` gives cores / processes, torchrun
 // 1), else all cores divided by LOCAL_WORLD_SIZE (processes sharing this machine).
 // Also sets the CPU GEMM library from `gemm_backend` (auto | aten | onednn, default auto; layers/dense.h)
-// and whether evaluation splits its batches over the threads from `eval_split_batch`
-// (default true; batch_split.h).
+// and whether evaluation and training steps split their batches over the threads from
+// `eval_split_batch` and `train_split_batch` (default true; batch_split.h).
 void set_threads(const common::ConfigDict& config);
 
 // `dataset_name` from the dataset registry with `batch_size`, `eval_batch_size`,

@@ -9,6 +9,7 @@
 #include "scenic/model_lib/layers/bias_gelu.h"
 #include "scenic/model_lib/layers/dense.h"
 #include "scenic/model_lib/layers/initializers.h"
+#include "scenic/model_lib/layers/random_masks.h"
 
 namespace scenic::model {
 
@@ -27,7 +28,7 @@ torch::Tensor attention_dropout(const torch::Tensor& w, double rate,
   if (rate >= 1.0) return torch::zeros_like(w);  // keep_prob 0: Flax would divide 0 by 0
   auto shape = w.sizes().vec();
   for (int64_t d : broadcast_dims) shape[d < 0 ? d + w.dim() : d] = 1;
-  auto keep = torch::bernoulli(torch::full(shape, 1.0 - rate, w.options()));
+  auto keep = bernoulli_mask(shape, 1.0 - rate, w.options());
   return w * keep / (1.0 - rate);
 }
 
@@ -47,13 +48,15 @@ torch::Tensor combined_bias(const torch::Tensor& bias, const torch::Tensor& bias
 // Attention in the head-major layout: q [batch..., H, Nq, d], k [batch..., H, Nk, d],
 // v [batch..., H, Nk, dv] -> [batch..., H, Nq, dv]. `mask` is an additive bias (or
 // undefined). Uses the fused kernel unless the weights are wanted or the dropout is
-// broadcast (the fused kernels only drop elementwise).
+// broadcast (the fused kernels only drop elementwise) or this thread draws its masks from
+// a generator of its own (random_masks.h; the fused kernel draws from the default one).
 torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                      const torch::Tensor& mask, double rate, bool broadcast_dropout,
                      const std::vector<int64_t>& broadcast_dims, bool deterministic,
                      torch::Tensor* weights) {
   const bool dropout = !deterministic && rate > 0.0;
-  if (weights == nullptr && !(dropout && (broadcast_dropout || rate >= 1.0))) {
+  if (weights == nullptr &&
+      !(dropout && (broadcast_dropout || rate >= 1.0 || mask_generator(q.device()).has_value()))) {
     // An undefined tensor is not "no mask" for SDPA: it must be nullopt.
     const auto attn_mask = mask.defined() ? std::optional<torch::Tensor>(mask) : std::nullopt;
     return at::scaled_dot_product_attention(q, k, v, attn_mask, dropout ? rate : 0.0);
@@ -216,9 +219,9 @@ torch::Tensor MlpBlockImpl::forward(const torch::Tensor& x) {
   // Dense_0 as a plain GEMM with its bias added inside the fused GELU pass (bias_gelu.h);
   // where the fused kernel does not apply, bias_gelu is gelu(y + b) and the same function.
   auto h = bias_gelu(dense(x, Dense_0->weight, torch::Tensor()), Dense_0->bias);
-  h = torch::dropout(h, dropout_rate_, is_training());
+  h = model::dropout(h, dropout_rate_, is_training());
   h = dense(h, Dense_1->weight, Dense_1->bias);
-  return torch::dropout(h, dropout_rate_, is_training());
+  return model::dropout(h, dropout_rate_, is_training());
 }
 
 }  // namespace scenic::model

@@ -6,6 +6,7 @@
 
 #include "scenic/common_lib/errors.h"
 #include "scenic/model_lib/layers/initializers.h"
+#include "scenic/model_lib/layers/random_masks.h"
 
 namespace scenic::model {
 namespace {
@@ -22,7 +23,7 @@ torch::Tensor stochastic_depth(const torch::Tensor& x, double rate, bool trainin
   if (rate >= 1.0) return torch::zeros_like(x);
   std::vector<int64_t> shape(x.dim(), 1);
   shape[0] = x.size(0);
-  auto keep = torch::empty(shape, x.options()).bernoulli_(1.0 - rate);  // [B, 1, ...]
+  auto keep = bernoulli_mask(shape, 1.0 - rate, x.options());  // [B, 1, ...]
   return x * keep / (1.0 - rate);
 }
 

@@ -4,6 +4,7 @@
 
 #include "scenic/common_lib/errors.h"
 #include "scenic/model_lib/layers/nn_layers.h"
+#include "scenic/model_lib/layers/random_masks.h"
 
 namespace scenic::model {
 
@@ -34,7 +35,7 @@ torch::Tensor Encoder1DBlockImpl::forward(const torch::Tensor& inputs, const Att
   const bool train = is_training();
   auto normed = LayerNorm_0(inputs);
   auto x = MultiHeadDotProductAttention_1(normed, normed, args);  // [B, N, D]
-  x = torch::dropout(x, options_.dropout_rate, train);
+  x = model::dropout(x, options_.dropout_rate, train);
   x = stochastic_depth(x, options_.stochastic_depth, train) + inputs;
   auto y = MlpBlock_3(LayerNorm_2(x));
   return stochastic_depth(y, options_.stochastic_depth, train) + x;

@@ -7,6 +7,8 @@
 #include "scenic/common_lib/errors.h"
 #include "scenic/model_lib/layers/bias_gelu.h"
 #include "scenic/model_lib/layers/initializers.h"
+#include "scenic/model_lib/layers/patch_embedding.h"
+#include "scenic/model_lib/layers/random_masks.h"
 
 namespace scenic::baselines {
 
@@ -144,8 +146,8 @@ torch::Tensor MixerBlockImpl::mix_tokens(const torch::Tensor& x) {
   };
   const bool train = is_training();
   auto h = model::bias_gelu(dense(token_mixing->Dense_0, x), torch::Tensor());  // the bias is already in
-  h = torch::dropout(h, dropout_rate_, train);
-  return torch::dropout(dense(token_mixing->Dense_1, h), dropout_rate_, train);
+  h = model::dropout(h, dropout_rate_, train);
+  return model::dropout(dense(token_mixing->Dense_1, h), dropout_rate_, train);
 }
 
 Mixer::Mixer(const MixerOptions& o) : options_(o) {
@@ -175,8 +177,7 @@ torch::Tensor Mixer::forward(const torch::Tensor& inputs) {
   if (inputs.dim() != 4 || inputs.size(1) != shape[1] || inputs.size(2) != shape[2] || inputs.size(3) != shape[3])
     throw Error("Mixer: expected inputs [B, " + std::to_string(shape[1]) + ", " + std::to_string(shape[2]) + ", " +
                 std::to_string(shape[3]) + "] (the token-mixing MLPs fix the number of patches)");
-  auto x = embedding(inputs);            // [B, D, gh, gw]
-  x = x.flatten(2).transpose(1, 2);      // [B, N, D]
+  auto x = model::embed_patches(embedding, inputs);  // [B, N, D], the conv as one GEMM
   for (auto& block : blocks) x = block(x);
   x = pre_logits_norm(x).mean(1);        // [B, D]; pre_logits
   return output_projection(x);           // [B, K]

@@ -7,6 +7,8 @@
 
 #include "scenic/model_lib/layers/initializers.h"
 #include "scenic/model_lib/layers/position_embeddings.h"
+#include "scenic/model_lib/layers/patch_embedding.h"
+#include "scenic/model_lib/layers/random_masks.h"
 
 namespace scenic::baselines {
 
@@ -160,7 +162,7 @@ torch::Tensor EncoderImpl::forward(const torch::Tensor& input) {
     if (fixed_posemb_.device() != x.device()) fixed_posemb_ = fixed_posemb_.to(x.device());
     x = x + fixed_posemb_;
   }
-  x = torch::dropout(x, dropout_rate_, is_training());
+  x = model::dropout(x, dropout_rate_, is_training());
   for (auto& block : blocks) x = block(x);
   return encoder_norm(x);
 }
@@ -201,8 +203,7 @@ torch::Tensor ViT::forward(const torch::Tensor& inputs) {
 }
 
 torch::Tensor ViT::representation(const torch::Tensor& inputs) {
-  auto x = embedding(inputs);           // [B, D, gh, gw]
-  x = x.flatten(2).transpose(1, 2);     // [B, N, D]
+  auto x = model::embed_patches(embedding, inputs);  // [B, N, D], the conv as one GEMM
   if (cls.defined()) x = torch::cat({cls.expand({x.size(0), 1, -1}), x}, 1);  // [B, 1 + N, D]
   x = Transformer(x);
   const auto& c = options_.classifier;

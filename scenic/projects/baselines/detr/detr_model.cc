@@ -4,6 +4,7 @@
 
 #include "scenic/common_lib/errors.h"
 #include "scenic/model_lib/layers/initializers.h"
+#include "scenic/model_lib/layers/random_masks.h"
 
 namespace scenic::baselines::detr {
 namespace {
@@ -31,7 +32,7 @@ model::MultiHeadAttention attention(const DetrOptions& o) {
 }
 
 torch::Tensor maybe_dropout(const torch::Tensor& x, double rate, bool training) {
-  return rate > 0 && training ? torch::dropout(x, rate, true) : x;
+  return model::dropout(x, rate, training);
 }
 
 }  // namespace
