@@ -15,6 +15,7 @@
 
 #include "scenic/common_lib/errors.h"
 #include "scenic/train_lib/extra_optimizers.h"
+#include "scenic/train_lib/fused_adamw.h"
 #include "scenic/train_lib/grad_clipping.h"
 
 namespace scenic::train {
@@ -397,7 +398,7 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const common::ConfigDict
   if (r.name == "adam")
     return build<optim::Adam>(groups, static_cast<optim::AdamOptions&>(*defaults), r.grad_clip, {});
   if (r.name == "adamw")
-    return build<optim::AdamW>(groups, static_cast<optim::AdamWOptions&>(*defaults), r.grad_clip, {});
+    return build<FusedAdamW>(groups, static_cast<optim::AdamWOptions&>(*defaults), r.grad_clip, {});
   if (r.name == "lamb")
     return build<Lamb>(groups, static_cast<LambOptions&>(*defaults), r.grad_clip, {});
   if (r.name == "adafactor")

@@ -1,0 +1,144 @@
+// FusedAdamW against LibTorch's AdamW (the reference: same options, same gradients):
+// parameters and state after several steps, two groups, a parameter without a gradient,
+// amsgrad, checkpoints that load across the two, and the fallback for a mixed group.
+#include "scenic/train_lib/fused_adamw.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <sstream>
+#include <vector>
+
+namespace scenic::train {
+namespace {
+
+namespace optim = torch::optim;
+
+struct Params {
+  std::vector<torch::Tensor> a, b;  // group 0 (decayed), group 1 (not decayed)
+  std::vector<torch::Tensor> all() const {
+    auto v = a;
+    v.insert(v.end(), b.begin(), b.end());
+    return v;
+  }
+};
+
+Params make_params(torch::ScalarType dtype = torch::kFloat32) {
+  torch::manual_seed(0);
+  Params s;
+  for (auto shape : {std::vector<int64_t>{7, 5}, std::vector<int64_t>{5}, std::vector<int64_t>{3, 2, 4}})
+    s.a.push_back(torch::randn(shape, dtype).requires_grad_(true));
+  for (auto shape : {std::vector<int64_t>{4}, std::vector<int64_t>{2, 3}})
+    s.b.push_back(torch::randn(shape, dtype).requires_grad_(true));
+  return s;
+}
+
+template <typename Opt>
+std::unique_ptr<Opt> make_opt(const Params& s, bool amsgrad) {
+  auto o = optim::AdamWOptions(0.01).betas({0.9, 0.95}).eps(1e-7).weight_decay(0.1).amsgrad(amsgrad);
+  std::vector<optim::OptimizerParamGroup> groups;
+  groups.emplace_back(s.a, std::make_unique<optim::AdamWOptions>(o));
+  groups.emplace_back(s.b, std::make_unique<optim::AdamWOptions>(optim::AdamWOptions(o).weight_decay(0.0).lr(0.03)));
+  return std::make_unique<Opt>(groups, o);
+}
+
+// Same gradients for both copies: step k gives parameter i the gradient seed(k, i);
+// parameter 1 gets none on step 2.
+void set_grads(const std::vector<torch::Tensor>& ps, int k) {
+  for (size_t i = 0; i < ps.size(); ++i) {
+    auto gen = at::detail::createCPUGenerator(static_cast<uint64_t>(100 * k + i));
+    if (k == 2 && i == 1) {
+      ps[i].mutable_grad() = torch::Tensor();
+      continue;
+    }
+    ps[i].mutable_grad() = torch::randn(ps[i].sizes(), gen, torch::TensorOptions().dtype(ps[i].scalar_type()));
+  }
+}
+
+void expect_close(const std::vector<torch::Tensor>& x, const std::vector<torch::Tensor>& y, double tol) {
+  ASSERT_EQ(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    EXPECT_TRUE(torch::allclose(x[i], y[i], tol, tol)) << "tensor " << i << ": max diff "
+                                                       << (x[i] - y[i]).abs().max().item<double>();
+}
+
+void expect_same_steps(torch::ScalarType dtype, bool amsgrad, double tol) {
+  auto ref = make_params(dtype), fused = make_params(dtype);
+  auto ref_opt = make_opt<optim::AdamW>(ref, amsgrad);
+  auto fused_opt = make_opt<FusedAdamW>(fused, amsgrad);
+  for (int k = 1; k <= 6; ++k) {
+    set_grads(ref.all(), k);
+    set_grads(fused.all(), k);
+    ref_opt->step();
+    fused_opt->step();
+  }
+  expect_close(fused.all(), ref.all(), tol);
+  // The state is AdamW's: same step counts and moments.
+  for (size_t i = 0; i < ref.all().size(); ++i) {
+    const auto& rs = static_cast<optim::AdamWParamState&>(*ref_opt->state().at(ref.all()[i].unsafeGetTensorImpl()));
+    const auto& fs =
+        static_cast<optim::AdamWParamState&>(*fused_opt->state().at(fused.all()[i].unsafeGetTensorImpl()));
+    EXPECT_EQ(fs.step(), rs.step()) << i;
+    EXPECT_EQ(fs.step(), i == 1 ? 5 : 6) << "parameter 1 had no gradient on step 2";
+    expect_close({fs.exp_avg(), fs.exp_avg_sq()}, {rs.exp_avg(), rs.exp_avg_sq()}, tol);
+    if (amsgrad) expect_close({fs.max_exp_avg_sq()}, {rs.max_exp_avg_sq()}, tol);
+  }
+}
+
+TEST(FusedAdamW, SameParametersAndStateAsAdamW) { expect_same_steps(torch::kFloat32, false, 1e-6); }
+TEST(FusedAdamW, SameWithAmsgrad) { expect_same_steps(torch::kFloat32, true, 1e-6); }
+TEST(FusedAdamW, SameInFloat64) { expect_same_steps(torch::kFloat64, false, 1e-12); }
+
+TEST(FusedAdamW, CheckpointsLoadAcrossAdamWAndFusedAdamW) {
+  auto ref = make_params(), fused = make_params();
+  auto fused_opt = make_opt<FusedAdamW>(fused, false);
+  for (int k = 1; k <= 3; ++k) {
+    set_grads(fused.all(), k);
+    fused_opt->step();
+  }
+  // FusedAdamW's state into a plain AdamW over a copy of the parameters.
+  std::stringstream buf;
+  {
+    torch::serialize::OutputArchive out;
+    fused_opt->save(out);
+    out.save_to(buf);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < ref.all().size(); ++i) ref.all()[i].copy_(fused.all()[i]);
+  }
+  auto ref_opt = make_opt<optim::AdamW>(ref, false);
+  torch::serialize::InputArchive in;
+  in.load_from(buf);
+  ref_opt->load(in);
+  for (int k = 4; k <= 5; ++k) {
+    set_grads(ref.all(), k);
+    set_grads(fused.all(), k);
+    ref_opt->step();
+    fused_opt->step();
+  }
+  expect_close(fused.all(), ref.all(), 1e-6);
+}
+
+TEST(FusedAdamW, MixedGroupFallsBackToAdamWsStep) {
+  auto make = [] {
+    torch::manual_seed(1);
+    Params s;
+    s.a = {torch::randn({3}).requires_grad_(true), torch::randn({2}, torch::kFloat64).requires_grad_(true)};
+    return s;
+  };
+  auto ref = make(), fused = make();
+  const auto o = optim::AdamWOptions(0.1).weight_decay(0.2);
+  optim::AdamW ref_opt(ref.a, o);
+  FusedAdamW fused_opt(fused.a, o);
+  for (int k = 1; k <= 3; ++k) {
+    set_grads(ref.a, k + 10);
+    set_grads(fused.a, k + 10);
+    ref_opt.step();
+    fused_opt.step();
+  }
+  for (size_t i = 0; i < ref.a.size(); ++i) EXPECT_TRUE(torch::equal(fused.a[i], ref.a[i])) << i;
+}
+
+}  // namespace
+}  // namespace scenic::train
