@@ -30,7 +30,7 @@ std::atomic<bool> g_train_split_batch{true};
 // built primitives for the whole team inside the region, ran them alone (nested
 // regions do not open) and a convolution's weight gradient came out wrong on every
 // step; with it, still on the first step (bench/README.md, 2026-12-07), which is why
-// training splits only networks that opt in (model::Network::trains_in_slices).
+// training splits only networks that opt in (model::Network::splits_batch_on_cpu).
 void one_thread_inside() { omp_set_num_threads(1); }
 #endif
 
@@ -86,7 +86,9 @@ void set_eval_split_batch(bool on) { g_eval_split_batch = on; }
 bool eval_split_batch() { return g_eval_split_batch; }
 void set_train_split_batch(bool on) { g_train_split_batch = on; }
 bool train_split_batch() { return g_train_split_batch; }
-int eval_split_threads() { return g_eval_split_batch ? at::get_num_threads() : 1; }
+int eval_split_threads(const model::Network& network) {
+  return g_eval_split_batch && network.splits_batch_on_cpu() ? at::get_num_threads() : 1;
+}
 
 int64_t split_slices(int64_t batch, int threads, int64_t min_per_thread) {
   const int64_t n = std::min<int64_t>(threads, batch / std::max<int64_t>(1, min_per_thread));
@@ -105,7 +107,7 @@ torch::Tensor forward_split_batch(model::Network& network, const torch::Tensor& 
 }
 
 int64_t train_split_slices(const model::Network& network, const dataset::Batch& batch, int threads) {
-  if (!g_train_split_batch || batch.empty() || !network.trains_in_slices() || !network.buffers().empty()) return 1;
+  if (!g_train_split_batch || batch.empty() || !network.splits_batch_on_cpu() || !network.buffers().empty()) return 1;
   int64_t size = -1;
   for (const auto& [key, t] : batch) {
     if (!t.defined() || t.dim() == 0 || !t.device().is_cpu()) return 1;

@@ -8,7 +8,9 @@
 // the batch with every op single-threaded (inside the parallel region ATen, oneDNN and
 // MKL do not fork again), and the outputs are concatenated: per example the same
 // computation, so the same outputs (to the float rounding of a GEMM that blocks
-// differently for fewer rows). bench/README.md has the figures.
+// differently for fewer rows). bench/README.md has the figures. Only networks that opt
+// in (model::Network::splits_batch_on_cpu: ViT, Mixer) are split by evaluate and
+// `scenic bench`: convolution networks run faster with oneDNN splitting each conv.
 //
 // Training steps split the same way (accumulate_gradients_split): each thread runs the
 // forward, loss and backward of one slice, and the slices' gradients accumulate into
@@ -19,7 +21,7 @@
 // random_masks.h), forked from the default one in slice order before the threads start:
 // a run is reproducible for its `rng_seed` and thread count (its masks are other draws
 // than an unsplit step's, from the same distribution). Only networks that opt in
-// (model::Network::trains_in_slices: ViT, Mixer) are split, and never one with buffers
+// (model::Network::splits_batch_on_cpu: ViT, Mixer) are split, and never one with buffers
 // (BatchNorm's batch statistics, which a split step would compute per slice and update
 // from two threads at once).
 //
@@ -52,11 +54,12 @@ torch::Tensor forward_split_batch(model::Network& network, const torch::Tensor& 
 // fewer than two or the build has no OpenMP.
 int64_t split_slices(int64_t batch, int threads, int64_t min_per_thread = 1);
 
-// The process-wide setting (default true) and the thread count evaluation splits over:
-// ATen's intra-op threads when the setting is on, else 1.
+// The process-wide setting (default true) and the thread count evaluation of `network`
+// splits over: ATen's intra-op threads when the setting is on and the network opts in
+// (model::Network::splits_batch_on_cpu), else 1.
 void set_eval_split_batch(bool on);
 bool eval_split_batch();
-int eval_split_threads();
+int eval_split_threads(const model::Network& network);
 
 // How many slices a training step of `batch` on `network` splits into with `threads`
 // threads: split_slices(B, threads), lowered until it divides B, when the setting is

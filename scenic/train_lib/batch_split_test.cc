@@ -37,7 +37,7 @@ struct TinyVit : model::Network {
     auto tokens = embed(x.reshape({x.size(0), -1, 4}));  // [B, 12, 32]
     return head(block(tokens).mean(1));
   }
-  bool trains_in_slices() const override { return true; }
+  bool splits_batch_on_cpu() const override { return true; }
   torch::nn::Linear embed{nullptr}, head{nullptr};
   model::Encoder1DBlock block{nullptr};
 };
@@ -142,13 +142,16 @@ TEST(BatchSplit, ErrorsReachTheCaller) {
                   "eval_split_batch: the network maps a batch of 2 to an output of shape []");
 }
 
-TEST(BatchSplit, SettingGivesTheThreadCount) {
+TEST(BatchSplit, SettingAndTheNetworksOptInGiveTheThreadCount) {
   scenic::testing::IntraOpThreads threads(2);
   const bool old = eval_split_batch();
+  TinyVit vit;      // opts in
+  Recorder other;   // does not (a convolution network, say)
   set_eval_split_batch(true);
-  EXPECT_EQ(eval_split_threads(), 2);
+  EXPECT_EQ(eval_split_threads(vit), 2);
+  EXPECT_EQ(eval_split_threads(other), 1);
   set_eval_split_batch(false);
-  EXPECT_EQ(eval_split_threads(), 1);
+  EXPECT_EQ(eval_split_threads(vit), 1);
   set_eval_split_batch(old);
 }
 
@@ -295,7 +298,7 @@ TEST(TrainSplit, SliceCountFollowsSettingThreadsBatchAndBuffers) {
   struct WithStats : model::Network {
     WithStats() { register_buffer("mean", torch::zeros({3})); }
     torch::Tensor forward(const torch::Tensor& x) override { return x; }
-    bool trains_in_slices() const override { return true; }
+    bool splits_batch_on_cpu() const override { return true; }
   };
   WithStats stats;
   EXPECT_EQ(train_split_slices(stats, batch_of(16), 2), 1);

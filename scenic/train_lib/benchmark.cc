@@ -242,7 +242,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
 
   const auto batch = synthetic_batch(meta, r.batch_size, device);
   const bool train = o.mode == "train";
-  if (!train && device.is_cpu()) r.batch_split = split_slices(r.batch_size, eval_split_threads());
+  if (!train && device.is_cpu()) r.batch_split = split_slices(r.batch_size, eval_split_threads(*network));
   if (train) r.batch_split = train_split_slices(*network, batch, at::get_num_threads());
   const std::string autocast = config.get<std::string>("autocast_dtype", "float32");
   if (autocast != "float32" && autocast != "bfloat16")
@@ -269,7 +269,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
       torch::Tensor out;
       {
         AutocastScope scope(autocast == "bfloat16", device.type());
-        out = forward_split_batch(*network, batch.at("inputs"), eval_split_threads());
+        out = forward_split_batch(*network, batch.at("inputs"), eval_split_threads(*network));
       }
       metrics.add(metrics_fn(out.to(torch::kFloat32), batch));
       return;

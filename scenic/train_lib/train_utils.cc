@@ -108,7 +108,7 @@ std::map<std::string, double> evaluate(model::Network& network, const model::Bas
   int64_t steps = 0;
   while (auto batch = it->next()) {
     auto b = batch_to_device(*batch, device);
-    acc.add(metrics_fn(forward_split_batch(network, b.at("inputs"), eval_split_threads()), b));
+    acc.add(metrics_fn(forward_split_batch(network, b.at("inputs"), eval_split_threads(network)), b));
     if (max_steps > 0 && ++steps >= max_steps) break;
   }
   return acc.summary(dist);

@@ -34,13 +34,17 @@ class Network : public torch::nn::Module {
     throw Error(std::string("this network has no representation() (the 'pre_logits' features that ") +
                 "few-shot and linear-probe evaluation need); override model::Network::representation");
   }
-  // Whether a CPU training step may run slices of one batch on several threads at once
-  // (train_lib/batch_split.h). Opt-in: true only where every example's forward and
-  // backward are independent of the others' and every op is safe to run in two threads
-  // at once: no batch statistics, dropout through model_lib/layers/random_masks.h, and
-  // no oneDNN convolution backward (its weight gradient came out wrong when two threads
-  // of one OpenMP team ran it; bench/README.md, 2026-12-07). ViT and Mixer opt in.
-  virtual bool trains_in_slices() const { return false; }
+  // Whether CPU training and evaluation steps may run slices of one batch on several
+  // threads at once, each op single-threaded (train_lib/batch_split.h), instead of
+  // splitting every op over the threads. Opt-in: it pays for networks of many small ops
+  // (Transformers, Mixers), not for convolution networks, whose oneDNN convolutions
+  // split well by themselves (ResNet-50 eval: 226 ms split vs 207 ms not). Training
+  // also needs every example's forward and backward independent of the others' and
+  // every op safe in two threads at once: no batch statistics, dropout through
+  // model_lib/layers/random_masks.h, and no oneDNN convolution backward (its weight
+  // gradient came out wrong when two threads of one OpenMP team ran it; bench/README.md,
+  // 2026-12-07). ViT and Mixer opt in.
+  virtual bool splits_batch_on_cpu() const { return false; }
 };
 
 // (sum over the batch, normalizer), both 0-dim float tensors.

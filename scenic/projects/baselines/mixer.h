@@ -79,7 +79,7 @@ class Mixer : public model::Network {
   explicit Mixer(const MixerOptions& options);
   static std::shared_ptr<model::Network> from_config(const common::ConfigDict& c, const dataset::MetaData& meta);
   torch::Tensor forward(const torch::Tensor& inputs) override;  // [B, C, H, W] -> [B, K]
-  bool trains_in_slices() const override { return true; }       // train_lib/batch_split.h
+  bool splits_batch_on_cpu() const override { return true; }       // train_lib/batch_split.h
 
   torch::nn::Conv2d embedding{nullptr};
   std::vector<MixerBlock> blocks;  // `mixerblock_i`

@@ -127,6 +127,11 @@ ResNet::ResNet(const ResNetOptions& o) : options_(o) {
     model::init::lecun_normal_(output_projection->weight);
     torch::nn::init::zeros_(output_projection->bias);
   }
+  if (o.channels_last) {
+    torch::NoGradGuard no_grad;
+    for (auto& p : parameters())
+      if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+  }
 }
 
 std::shared_ptr<model::Network> ResNet::from_config(const common::ConfigDict& c, const dataset::MetaData& meta) {
@@ -136,6 +141,7 @@ std::shared_ptr<model::Network> ResNet::from_config(const common::ConfigDict& c,
   ResNetOptions o;
   o.num_filters = c.get<int64_t>("num_filters");
   o.num_layers = c.get<int64_t>("num_layers");
+  o.channels_last = c.get<bool>("channels_last", o.channels_last);
   o.in_channels = meta.input_shape[1];
   o.num_classes = meta.num_classes;
   return std::make_shared<ResNet>(o);
@@ -145,7 +151,8 @@ std::map<std::string, torch::Tensor> ResNet::forward_features(const torch::Tenso
   if (inputs.dim() != 4 || inputs.size(1) != options_.in_channels)
     throw Error("ResNet: expected NCHW inputs with " + std::to_string(options_.in_channels) +
                 " channels, got " + std::to_string(inputs.dim()) + "-d input");
-  auto x = torch::relu(init_bn(stem_conv(inputs)));  // [B, F, H/2, W/2]
+  const auto in = options_.channels_last ? inputs.contiguous(torch::MemoryFormat::ChannelsLast) : inputs;
+  auto x = torch::relu(init_bn(stem_conv(in)));      // [B, F, H/2, W/2]
   x = torch::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});  // [B, F, H/4, W/4]
   std::map<std::string, torch::Tensor> out{{"stem", x}};
   for (size_t i = 0; i < stages.size(); ++i) {

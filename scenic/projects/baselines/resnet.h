@@ -86,6 +86,11 @@ struct ResNetOptions {
   int64_t num_layers = 50;
   int64_t in_channels = 3;
   int64_t num_classes = 1000;  // <= 0: no head (forward returns the pooled features)
+  // Convolution weights and activations in channels-last (NHWC) memory: same shapes and
+  // values, but oneDNN's convolutions run without converting layouts around every conv
+  // (ResNet-50 step on 2 CPU cores: train 1.15x, eval 1.2x; bench/README.md). Config
+  // key `channels_last` (default true).
+  bool channels_last = true;
 };
 
 class ResNet : public model::Network {

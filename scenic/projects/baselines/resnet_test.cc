@@ -39,6 +39,43 @@ TEST(ResNet, ParameterCountResNet50) {
   EXPECT_EQ(count_params(net), 25'557'032);
 }
 
+// channels_last (default) only changes the memory layout: the same outputs, gradients
+// and BatchNorm statistics as NCHW, for the same initial values.
+TEST(ResNet, ChannelsLastIsTheSameFunction) {
+  auto make = [](bool cl) {
+    torch::manual_seed(5);
+    auto o = options(18, 8, 3, 7);
+    o.channels_last = cl;
+    return std::make_shared<ResNet>(o);
+  };
+  auto nhwc = make(true), nchw = make(false);
+  EXPECT_TRUE(nhwc->stem_conv->weight.is_contiguous(torch::MemoryFormat::ChannelsLast));
+  EXPECT_TRUE(nchw->stem_conv->weight.is_contiguous());
+  const auto x = torch::randn({4, 3, 32, 32});
+  for (bool train : {true, false}) {
+    nhwc->train(train);
+    nchw->train(train);
+    nhwc->zero_grad();
+    nchw->zero_grad();
+    const auto a = nhwc->forward(x), b = nchw->forward(x);
+    EXPECT_TRUE(torch::allclose(a, b, 1e-4, 1e-5)) << (a - b).abs().max();
+    if (!train) continue;
+    a.square().sum().backward();
+    b.square().sum().backward();
+    const auto pa = nhwc->named_parameters(), pb = nchw->named_parameters();
+    // Convolutions sum in another order per layout: equal to float rounding of the sums,
+    // measured against the gradient's scale.
+    for (size_t i = 0; i < pa.size(); ++i) {
+      const auto& ga = pa[i].value().grad();
+      const auto& gb = pb[i].value().grad();
+      EXPECT_LE((ga - gb).abs().max().item<double>(), 1e-5 + 1e-4 * gb.abs().max().item<double>()) << pa[i].key();
+    }
+    const auto ba = nhwc->named_buffers(), bb = nchw->named_buffers();
+    for (size_t i = 0; i < ba.size(); ++i)
+      EXPECT_TRUE(torch::allclose(ba[i].value(), bb[i].value(), 1e-4, 1e-5)) << ba[i].key();
+  }
+}
+
 TEST(ResNet, ParameterCountResNet18HasAProjectionInEveryBlock) {
   // torchvision's resnet18 has 11,689,512 parameters. Scenic's rule `C_in != 4 * filters`
   // adds a 1x1 projection + BN to the four blocks torchvision leaves without one:

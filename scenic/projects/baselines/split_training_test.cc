@@ -1,4 +1,4 @@
-// The networks that opt in to split training steps (model::Network::trains_in_slices,
+// The networks that opt in to split training steps (model::Network::splits_batch_on_cpu,
 // train_lib/batch_split.h), ViT and Mixer, get the whole batch's loss and gradients from
 // slices run at once on two threads, and their runs repeat exactly with dropout and
 // stochastic depth on.

@@ -99,7 +99,7 @@ class ViT : public model::Network {
   torch::Tensor forward(const torch::Tensor& inputs) override;
   // The pooled encoding after `pre_logits` (when present), before the head: [B, D].
   torch::Tensor representation(const torch::Tensor& inputs) override;
-  bool trains_in_slices() const override { return true; }  // train_lib/batch_split.h
+  bool splits_batch_on_cpu() const override { return true; }  // train_lib/batch_split.h
 
   torch::nn::Conv2d embedding{nullptr};
   torch::Tensor cls;  // [1, 1, D] for the token classifier
