@@ -12,11 +12,19 @@ namespace {
 bool fusable(const std::vector<torch::Tensor>& params) {
   for (const auto& p : params) {
     const auto& g = p.grad();
-    if (g.is_sparse() || !p.is_floating_point() || p.device() != params.front().device() ||
+    if (g.is_sparse() || !p.is_floating_point() || !p.is_non_overlapping_and_dense() ||
+        p.device() != params.front().device() ||
         p.scalar_type() != params.front().scalar_type() || g.scalar_type() != p.scalar_type())
       return false;
   }
   return true;
+}
+// The kernel walks every tensor of a parameter as one flat array, so all of them must
+// share the parameter's memory layout (a channels-last weight with a contiguous
+// gradient or a moment loaded from a checkpoint would be updated element against the
+// wrong element). `t` itself when it does, else a copy in the parameter's layout.
+torch::Tensor like_param(const torch::Tensor& t, const torch::Tensor& p) {
+  return t.strides() == p.strides() ? t : torch::empty_like(p).copy_(t);
 }
 }  // namespace
 
@@ -53,8 +61,11 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       }
       auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
       s.step(s.step() + 1);
+      s.exp_avg(like_param(s.exp_avg(), p));
+      s.exp_avg_sq(like_param(s.exp_avg_sq(), p));
+      if (o.amsgrad()) s.max_exp_avg_sq(like_param(s.max_exp_avg_sq(), p));
       params.push_back(p);
-      grads.push_back(p.grad());
+      grads.push_back(like_param(p.grad(), p));
       exp_avgs.push_back(s.exp_avg());
       exp_avg_sqs.push_back(s.exp_avg_sq());
       if (o.amsgrad()) max_exp_avg_sqs.push_back(s.max_exp_avg_sq());

@@ -9,8 +9,10 @@
 // other, and replaces only step(): ATen's _fused_adamw_ (the kernel behind PyTorch's
 // `AdamW(fused=True)`, on CPU and CUDA) updates every parameter of a group in one call,
 // one pass per tensor. Same arithmetic as AdamW::step to float rounding (the first
-// moment is updated as a lerp). Sparse gradients, mixed devices or dtypes in one group,
-// and non-float parameters fall back to AdamW::step.
+// moment is updated as a lerp). Gradients and moments in another memory layout than
+// their parameter (a channels-last weight, a moment loaded from a checkpoint) are
+// brought to the parameter's layout first. Sparse gradients, mixed devices or dtypes in
+// one group, non-float and non-dense parameters fall back to AdamW::step.
 #pragma once
 
 #include <torch/optim/adamw.h>
