@@ -20,7 +20,9 @@ bool is_patchify(const torch::nn::detail::ConvNdOptions<2>& o) {
 
 torch::Tensor embed_patches(const torch::nn::Conv2d& conv, const torch::Tensor& images) {
   const auto& o = conv->options;
-  if (!is_patchify(o) || images.dim() != 4) return conv.ptr()->forward(images).flatten(2).transpose(1, 2);
+  // Anything else (other input ranks or channel counts included: the conv's own error).
+  if (!is_patchify(o) || images.dim() != 4 || images.size(1) != o.in_channels())
+    return conv.ptr()->forward(images).flatten(2).transpose(1, 2);
   const int64_t b = images.size(0), c = images.size(1), ph = o.kernel_size()->at(0), pw = o.kernel_size()->at(1);
   const int64_t gh = images.size(2) / ph, gw = images.size(3) / pw;
   const auto x = images.narrow(2, 0, gh * ph).narrow(3, 0, gw * pw);

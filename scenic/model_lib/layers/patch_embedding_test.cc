@@ -52,5 +52,10 @@ TEST(PatchEmbedding, OtherConvolutionsRunAsConvolutions) {
   expect_same_as_conv(grouped, torch::randn({1, 4, 6, 6}));
 }
 
+TEST(PatchEmbedding, WrongChannelCountIsTheConvolutionsError) {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(1, 8, 7).stride(7));
+  EXPECT_THROW(embed_patches(conv, torch::randn({2, 3, 28, 28})), c10::Error);
+}
+
 }  // namespace
 }  // namespace scenic::model
