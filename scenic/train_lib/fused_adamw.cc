@@ -4,6 +4,7 @@
 
 #include <ATen/ops/_fused_adamw.h>
 
+#include <map>
 #include <vector>
 
 namespace scenic::train {
@@ -49,6 +50,10 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
     if (with_grad[g].empty()) continue;
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(param_groups_[g].options());
     std::vector<torch::Tensor> params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps;
+    // The kernel reads each parameter's step count (already incremented) from a float
+    // tensor; parameters at the same count share one (all of them, but for a parameter
+    // that skipped steps without a gradient).
+    std::map<int64_t, torch::Tensor> step_tensors;
     for (const auto& p : with_grad[g]) {
       auto it = state_.find(p.unsafeGetTensorImpl());
       if (it == state_.end()) {
@@ -69,9 +74,11 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       exp_avgs.push_back(s.exp_avg());
       exp_avg_sqs.push_back(s.exp_avg_sq());
       if (o.amsgrad()) max_exp_avg_sqs.push_back(s.max_exp_avg_sq());
-      // The kernel reads the step count (already incremented) from a float tensor.
-      steps.push_back(torch::full({}, static_cast<double>(s.step()),
-                                  torch::TensorOptions().dtype(torch::kFloat32).device(p.device())));
+      auto& step = step_tensors[s.step()];
+      if (!step.defined())
+        step = torch::full({}, static_cast<double>(s.step()),
+                           torch::TensorOptions().dtype(torch::kFloat32).device(p.device()));
+      steps.push_back(step);
     }
     const auto [beta1, beta2] = o.betas();
     at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, o.lr(), beta1, beta2,
