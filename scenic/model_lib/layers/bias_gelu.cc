@@ -3,13 +3,19 @@
 
 #include <torch/torch.h>
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "scenic/common_lib/errors.h"
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
-#define SCENIC_GELU_AVX2 1
+#define SCENIC_GELU_X86 1
 #endif
 
 namespace scenic::model {
@@ -18,11 +24,34 @@ namespace {
 constexpr float kSqrt2OverPi = 0.7978845608028654f;
 constexpr float kCubic = 0.044715f;
 
-#ifdef SCENIC_GELU_AVX2
-const bool kHaveAvx2Fma = [] {
+// Which vector kernels this CPU runs: AVX-512F (16 lanes, masked tails) where present,
+// else AVX2 + FMA (8 lanes, scalar tails), else none (bias_gelu falls back to ATen).
+enum class Isa { kNone, kAvx2, kAvx512 };
+
+#ifdef SCENIC_GELU_X86
+bool cpu_has(Isa isa) {
   __builtin_cpu_init();  // may run before libgcc's own initializer
-  return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
-}();
+  switch (isa) {
+    case Isa::kAvx512: return __builtin_cpu_supports("avx512f") != 0;
+    case Isa::kAvx2: return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
+    case Isa::kNone: return true;
+  }
+  return false;
+}
+
+Isa best_isa() { return cpu_has(Isa::kAvx512) ? Isa::kAvx512 : cpu_has(Isa::kAvx2) ? Isa::kAvx2 : Isa::kNone; }
+
+// The scalar tail of the AVX2 rows uses the same formula in double (exact to float
+// rounding).
+inline void gelu_scalar(float xf, float* out, float g, float* gy) {
+  const double x = xf, u = kSqrt2OverPi * x * (1.0 + kCubic * x * x);
+  const double s = 1.0 / (1.0 + std::exp(-2.0 * u));
+  if (out != nullptr) *out = static_cast<float>(x * s);
+  if (gy != nullptr) {
+    const double du = kSqrt2OverPi * (1.0 + 3.0 * kCubic * x * x);
+    *gy = static_cast<float>(g * (s + x * 2.0 * s * (1.0 - s) * du));
+  }
+}
 
 // exp(z) for z in [-87, 87] (callers clamp): z = n ln2 + r with |r| <= ln2/2 (ln2 split
 // in a high part exact in float and a low part), e^r by its degree-6 Taylor polynomial
@@ -60,17 +89,6 @@ __attribute__((target("avx2,fma"))) inline __m256 sigmoid_2u(__m256 x, __m256* d
   return _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_add_ps(_mm256_set1_ps(1.f), exp_avx2(z)));
 }
 
-// The scalar tail uses the same formula in double (exact to float rounding).
-inline void gelu_scalar(float xf, float* out, float g, float* gy) {
-  const double x = xf, u = kSqrt2OverPi * x * (1.0 + kCubic * x * x);
-  const double s = 1.0 / (1.0 + std::exp(-2.0 * u));
-  if (out != nullptr) *out = static_cast<float>(x * s);
-  if (gy != nullptr) {
-    const double du = kSqrt2OverPi * (1.0 + 3.0 * kCubic * x * x);
-    *gy = static_cast<float>(g * (s + x * 2.0 * s * (1.0 - s) * du));
-  }
-}
-
 __attribute__((target("avx2,fma"))) void forward_avx2(const float* y, const float* b, float* out, int64_t rows,
                                                        int64_t cols) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -106,7 +124,100 @@ __attribute__((target("avx2,fma"))) void backward_avx2(const float* g, const flo
     for (; j < cols; ++j) gelu_scalar(yr[j] + (b != nullptr ? b[j] : 0.f), nullptr, gr[j], o + j);
   }
 }
+
+// The AVX-512 rows: the same exp polynomial on 16 lanes with 2^n applied by scalef, the
+// reciprocal 1 / (1 + e) by rcp14 and one Newton step (relative error ~1e-8, below float
+// rounding), and the row's last cols % 16 elements in one masked vector (masked-off lanes
+// are neither read nor written).
+__attribute__((target("avx512f"))) inline __m512 sigmoid_2u_avx512(__m512 x, __m512* du_dx) {
+  const __m512 x2 = _mm512_mul_ps(x, x);
+  const __m512 c = _mm512_set1_ps(kSqrt2OverPi);
+  const __m512 u = _mm512_mul_ps(_mm512_mul_ps(c, x), _mm512_fmadd_ps(_mm512_set1_ps(kCubic), x2, _mm512_set1_ps(1.f)));
+  if (du_dx != nullptr)
+    *du_dx = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_set1_ps(3.f * kCubic), x2, _mm512_set1_ps(1.f)));
+  __m512 z = _mm512_mul_ps(u, _mm512_set1_ps(-2.f));
+  z = _mm512_min_ps(_mm512_max_ps(z, _mm512_set1_ps(-87.f)), _mm512_set1_ps(87.f));  // NaN -> -87, as above
+  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), z);
+  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+  __m512 p = _mm512_set1_ps(1.f / 720.f);
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.f), _mm512_scalef_ps(p, n));  // 1 + e^z, in [1, 6.1e37]
+  const __m512 r0 = _mm512_rcp14_ps(d);
+  return _mm512_mul_ps(r0, _mm512_fnmadd_ps(d, r0, _mm512_set1_ps(2.f)));  // r0 (2 - d r0)
+}
+
+__attribute__((target("avx512f"))) void forward_avx512(const float* y, const float* b, float* out, int64_t rows,
+                                                        int64_t cols) {
+  const __mmask16 tail = static_cast<__mmask16>((1u << (cols % 16)) - 1u);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* yr = y + r * cols;
+    float* o = out + r * cols;
+    for (int64_t j = 0; j < cols; j += 16) {
+      const __mmask16 m = j + 16 <= cols ? static_cast<__mmask16>(0xFFFF) : tail;
+      __m512 x = _mm512_maskz_loadu_ps(m, yr + j);
+      if (b != nullptr) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, b + j));
+      _mm512_mask_storeu_ps(o + j, m, _mm512_mul_ps(x, sigmoid_2u_avx512(x, nullptr)));
+    }
+  }
+}
+
+__attribute__((target("avx512f"))) void backward_avx512(const float* g, const float* y, const float* b, float* gy,
+                                                         int64_t rows, int64_t cols) {
+  const __mmask16 tail = static_cast<__mmask16>((1u << (cols % 16)) - 1u);
+  const __m512 two = _mm512_set1_ps(2.f), one = _mm512_set1_ps(1.f);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* yr = y + r * cols;
+    const float* gr = g + r * cols;
+    float* o = gy + r * cols;
+    for (int64_t j = 0; j < cols; j += 16) {
+      const __mmask16 m = j + 16 <= cols ? static_cast<__mmask16>(0xFFFF) : tail;
+      __m512 x = _mm512_maskz_loadu_ps(m, yr + j);
+      if (b != nullptr) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, b + j));
+      __m512 du;
+      const __m512 s = sigmoid_2u_avx512(x, &du);
+      const __m512 ds = _mm512_mul_ps(_mm512_mul_ps(two, s), _mm512_mul_ps(_mm512_sub_ps(one, s), du));
+      _mm512_mask_storeu_ps(o + j, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, gr + j), _mm512_fmadd_ps(x, ds, s)));
+    }
+  }
+}
+#else
+bool cpu_has(Isa isa) { return isa == Isa::kNone; }
+Isa best_isa() { return Isa::kNone; }
 #endif
+
+// Process-wide; bias_gelu_use_isa changes it (tests of the narrower kernels).
+std::atomic<Isa> g_isa{best_isa()};
+
+// Rows per block: the unit of work for the threads and of the bias-gradient sum (a
+// block's column sums are taken while its rows of gy are still in cache).
+constexpr int64_t kBlockRows = 64;
+
+void forward_rows(const float* y, const float* b, float* out, int64_t rows, int64_t cols) {
+#ifdef SCENIC_GELU_X86
+  const Isa isa = g_isa.load(std::memory_order_relaxed);
+  if (isa == Isa::kAvx512) return forward_avx512(y, b, out, rows, cols);
+  if (isa == Isa::kAvx2) return forward_avx2(y, b, out, rows, cols);
+#endif
+  (void)y, (void)b, (void)out, (void)rows, (void)cols;
+  throw Error("bias_gelu: the fused kernel needs a CPU with AVX2 and FMA or AVX-512");
+}
+
+void backward_rows(const float* g, const float* y, const float* b, float* gy, int64_t rows, int64_t cols) {
+#ifdef SCENIC_GELU_X86
+  const Isa isa = g_isa.load(std::memory_order_relaxed);
+  if (isa == Isa::kAvx512) return backward_avx512(g, y, b, gy, rows, cols);
+  if (isa == Isa::kAvx2) return backward_avx2(g, y, b, gy, rows, cols);
+#endif
+  (void)g, (void)y, (void)b, (void)gy, (void)rows, (void)cols;
+  throw Error("bias_gelu: the fused kernel needs a CPU with AVX2 and FMA or AVX-512");
+}
 
 bool fused_ok(const torch::Tensor& t) {
   return t.device().is_cpu() && t.scalar_type() == torch::kFloat32 && t.is_contiguous() &&
@@ -132,10 +243,10 @@ class BiasGeluFunction : public torch::autograd::Function<BiasGeluFunction> {
     const auto g = grads[0].contiguous();
     auto gy = torch::empty_like(y);
     const int64_t cols = y.size(-1);
-    bias_gelu_backward_kernel(g.data_ptr<float>(), y.data_ptr<float>(), b.data_ptr<float>(), gy.data_ptr<float>(),
-                              y.numel() / cols, cols);
     torch::Tensor gb;
-    if (ctx->needs_input_grad(1)) gb = gy.reshape({-1, cols}).sum(0);
+    if (ctx->needs_input_grad(1)) gb = torch::empty({cols}, b.options());
+    bias_gelu_backward_kernel(g.data_ptr<float>(), y.data_ptr<float>(), b.data_ptr<float>(), gy.data_ptr<float>(),
+                              gb.defined() ? gb.data_ptr<float>() : nullptr, y.numel() / cols, cols);
     return {gy, gb};
   }
 };
@@ -143,14 +254,8 @@ class BiasGeluFunction : public torch::autograd::Function<BiasGeluFunction> {
 }  // namespace
 
 bool bias_gelu_is_fused(const torch::Tensor& y, const torch::Tensor& b) {
-#ifdef SCENIC_GELU_AVX2
-  return kHaveAvx2Fma && y.dim() >= 1 && y.numel() > 0 && fused_ok(y) &&
+  return g_isa.load(std::memory_order_relaxed) != Isa::kNone && y.dim() >= 1 && y.numel() > 0 && fused_ok(y) &&
          (!b.defined() || (fused_ok(b) && b.dim() == 1 && b.size(0) == y.size(-1)));
-#else
-  (void)y;
-  (void)b;
-  return false;
-#endif
 }
 
 torch::Tensor bias_gelu(const torch::Tensor& y, const torch::Tensor& b) {
@@ -165,19 +270,75 @@ torch::Tensor bias_gelu(const torch::Tensor& y, const torch::Tensor& b) {
   return BiasGeluFunction::apply(y, b.defined() ? b : torch::zeros({y.size(-1)}, y.options()));
 }
 
+namespace {
+// Blocks of kBlockRows rows over ATen's intra-op threads (run inline inside a parallel
+// region, e.g. a batch-split slice); the split depends on the thread count, the values do
+// not (each row is computed on its own).
+template <typename F>
+void for_row_blocks(int64_t rows, int64_t cols, const F& f) {
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  // Below ~32K elements a pass costs less than waking the other threads.
+  const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 15) / std::max<int64_t>(1, kBlockRows * cols));
+  at::parallel_for(0, blocks, grain, [&](int64_t b0, int64_t b1) {
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t r0 = blk * kBlockRows;
+      f(blk, r0, std::min(rows, r0 + kBlockRows) - r0);
+    }
+  });
+}
+}  // namespace
+
 void bias_gelu_forward_kernel(const float* y, const float* b, float* out, int64_t rows, int64_t cols) {
-#ifdef SCENIC_GELU_AVX2
-  if (kHaveAvx2Fma) return forward_avx2(y, b, out, rows, cols);
-#endif
-  throw Error("bias_gelu: the fused kernel needs a CPU with AVX2 and FMA");
+  if (g_isa.load() == Isa::kNone)
+    throw Error("bias_gelu: the fused kernel needs a CPU with AVX2 and FMA or AVX-512");
+  for_row_blocks(rows, cols, [&](int64_t, int64_t r0, int64_t n) {
+    forward_rows(y + r0 * cols, b, out + r0 * cols, n, cols);
+  });
 }
 
-void bias_gelu_backward_kernel(const float* g, const float* y, const float* b, float* gy, int64_t rows,
+void bias_gelu_backward_kernel(const float* g, const float* y, const float* b, float* gy, float* gb, int64_t rows,
                                int64_t cols) {
-#ifdef SCENIC_GELU_AVX2
-  if (kHaveAvx2Fma) return backward_avx2(g, y, b, gy, rows, cols);
-#endif
-  throw Error("bias_gelu: the fused kernel needs a CPU with AVX2 and FMA");
+  if (g_isa.load() == Isa::kNone)
+    throw Error("bias_gelu: the fused kernel needs a CPU with AVX2 and FMA or AVX-512");
+  // gb: each block's column sums in float while its rows are in cache, then the blocks'
+  // sums added in block order in double: the same result for any thread count.
+  const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+  std::vector<float> partial(gb != nullptr ? static_cast<size_t>(blocks * cols) : 0);
+  for_row_blocks(rows, cols, [&](int64_t blk, int64_t r0, int64_t n) {
+    backward_rows(g + r0 * cols, y + r0 * cols, b, gy + r0 * cols, n, cols);
+    if (gb == nullptr) return;
+    float* acc = partial.data() + blk * cols;
+    for (int64_t r = 0; r < n; ++r) {
+      const float* row = gy + (r0 + r) * cols;
+      for (int64_t j = 0; j < cols; ++j) acc[j] += row[j];
+    }
+  });
+  if (gb == nullptr) return;
+  std::vector<double> total(static_cast<size_t>(cols), 0.0);
+  for (int64_t blk = 0; blk < blocks; ++blk)
+    for (int64_t j = 0; j < cols; ++j) total[j] += partial[blk * cols + j];
+  for (int64_t j = 0; j < cols; ++j) gb[j] = static_cast<float>(total[j]);
+}
+
+std::string bias_gelu_isa() {
+  switch (g_isa.load()) {
+    case Isa::kAvx512: return "avx512";
+    case Isa::kAvx2: return "avx2";
+    case Isa::kNone: break;
+  }
+  return "none";
+}
+
+bool bias_gelu_use_isa(const std::string& isa) {
+  Isa want;
+  if (isa == "avx512") want = Isa::kAvx512;
+  else if (isa == "avx2") want = Isa::kAvx2;
+  else if (isa == "none") want = Isa::kNone;
+  else if (isa == "best") want = best_isa();
+  else throw Error("bias_gelu_use_isa: unknown '" + isa + "' (avx512, avx2, none, best)");
+  if (!cpu_has(want)) return false;
+  g_isa.store(want);
+  return true;
 }
 
 }  // namespace scenic::model
