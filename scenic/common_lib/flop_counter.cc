@@ -28,9 +28,9 @@ Kind classify(std::string_view name) {
   if (name.substr(0, 6) != "aten::") return Kind::kNone;
   name.remove_prefix(6);
   if (name == "mm") return Kind::kMm;
-  if (name == "addmm") return Kind::kAddmm;
+  if (name == "addmm" || name == "addmm_") return Kind::kAddmm;  // addmm_: model::dense_add
   if (name == "bmm") return Kind::kBmm;
-  if (name == "baddbmm") return Kind::kBaddbmm;
+  if (name == "baddbmm" || name == "baddbmm_") return Kind::kBaddbmm;
   if (name == "matmul") return Kind::kMatmul;
   if (name == "linear") return Kind::kLinear;
   if (name == "conv1d" || name == "conv2d" || name == "conv3d" || name == "convolution" ||

@@ -17,6 +17,10 @@ TEST(FlopCounter, MatrixProducts) {
   EXPECT_EQ(count_flops([] { torch::mm(torch::randn({5, 7}), torch::randn({7, 11})); }), 385);
   // addmm: the bias add is element-wise, not counted: 385 again.
   EXPECT_EQ(count_flops([] { torch::addmm(torch::randn({11}), torch::randn({5, 7}), torch::randn({7, 11})); }), 385);
+  // The in-place forms (a residual accumulated into, model::dense_add): the same.
+  EXPECT_EQ(count_flops([] { torch::randn({5, 11}).addmm_(torch::randn({5, 7}), torch::randn({7, 11})); }), 385);
+  EXPECT_EQ(count_flops([] { torch::randn({2, 5, 11}).baddbmm_(torch::randn({2, 5, 7}), torch::randn({2, 7, 11})); }),
+            770);
   // bmm [2, 3, 4] x [2, 4, 5]: 2 * 3 * 4 * 5 = 120.
   EXPECT_EQ(count_flops([] { torch::bmm(torch::randn({2, 3, 4}), torch::randn({2, 4, 5})); }), 120);
   // matmul with broadcast batch: [2, 1, 3, 4] x [5, 4, 6] -> batch [2, 5]: 10 * 3 * 4 * 6 = 720,

@@ -166,7 +166,8 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(int64_t in_features, MultiHeadAtt
 }
 
 torch::Tensor MultiHeadAttentionImpl::run(const torch::Tensor& inputs_q, const torch::Tensor& inputs_kv,
-                                          const AttentionArgs& args, torch::Tensor* weights) {
+                                          const AttentionArgs& args, torch::Tensor* weights,
+                                          const torch::Tensor& residual) {
   const auto& kv = inputs_kv.defined() ? inputs_kv : inputs_q;
   auto add = [](const torch::Tensor& x, const torch::Tensor& pos) { return pos.defined() ? x + pos : x; };
   const int64_t h = options_.num_heads, d = head_dim_;
@@ -188,12 +189,18 @@ torch::Tensor MultiHeadAttentionImpl::run(const torch::Tensor& inputs_q, const t
   } else {
     y = dot_product_attention(q, k, v, o, weights);  // [batch..., Nq, H, d]
   }
-  return dense(y.flatten(-2), out->weight, out->bias);
+  return dense_add(y.flatten(-2), out->weight, out->bias, residual);  // dense() where residual is undefined
 }
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& inputs_q, const torch::Tensor& inputs_kv,
                                               const AttentionArgs& args) {
   return run(inputs_q, inputs_kv, args, nullptr);
+}
+
+torch::Tensor MultiHeadAttentionImpl::forward_add(const torch::Tensor& inputs_q, const torch::Tensor& inputs_kv,
+                                                  const AttentionArgs& args, const torch::Tensor& residual) {
+  if (!residual.defined()) throw Error("attention: forward_add needs a residual");
+  return run(inputs_q, inputs_kv, args, nullptr, residual);
 }
 
 std::pair<torch::Tensor, torch::Tensor> MultiHeadAttentionImpl::forward_with_weights(
@@ -222,6 +229,13 @@ torch::Tensor MlpBlockImpl::forward(const torch::Tensor& x) {
   h = model::dropout(h, dropout_rate_, is_training());
   h = dense(h, Dense_1->weight, Dense_1->bias);
   return model::dropout(h, dropout_rate_, is_training());
+}
+
+torch::Tensor MlpBlockImpl::forward_add(const torch::Tensor& x, const torch::Tensor& residual) {
+  if (!residual.defined()) throw Error("MlpBlock: forward_add needs a residual");
+  if (is_training() && dropout_rate_ > 0.0) return residual + forward(x);
+  auto h = bias_gelu(dense(x, Dense_0->weight, torch::Tensor()), Dense_0->bias);
+  return dense_add(h, Dense_1->weight, Dense_1->bias, residual);
 }
 
 }  // namespace scenic::model

@@ -96,13 +96,18 @@ class MultiHeadAttentionImpl : public torch::nn::Module {
                                                                const torch::Tensor& inputs_kv = {},
                                                                const AttentionArgs& args = {});
 
+  // residual + forward(inputs_q, inputs_kv, args), with the add folded into the output
+  // projection's GEMM (dense_add); residual has the output's shape.
+  torch::Tensor forward_add(const torch::Tensor& inputs_q, const torch::Tensor& inputs_kv,
+                            const AttentionArgs& args, const torch::Tensor& residual);
+
   int64_t head_dim() const { return head_dim_; }
 
   torch::nn::Linear query{nullptr}, key{nullptr}, value{nullptr}, out{nullptr};
 
  private:
   torch::Tensor run(const torch::Tensor& inputs_q, const torch::Tensor& inputs_kv,
-                    const AttentionArgs& args, torch::Tensor* weights);
+                    const AttentionArgs& args, torch::Tensor* weights, const torch::Tensor& residual = {});
   MultiHeadAttentionOptions options_;
   int64_t head_dim_ = 0;
 };
@@ -119,6 +124,9 @@ class MlpBlockImpl : public torch::nn::Module {
  public:
   MlpBlockImpl(int64_t in_features, MlpBlockOptions options);
   torch::Tensor forward(const torch::Tensor& x);
+  // residual + forward(x); where the output dropout is off (rate 0 or evaluation) the add
+  // is folded into Dense_1's GEMM (dense_add).
+  torch::Tensor forward_add(const torch::Tensor& x, const torch::Tensor& residual);
 
   torch::nn::Linear Dense_0{nullptr}, Dense_1{nullptr};
 

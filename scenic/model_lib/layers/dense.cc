@@ -12,6 +12,7 @@
 #include <atomic>
 #include <cstring>
 #include <optional>
+#include <sstream>
 #include <vector>
 
 #include "scenic/common_lib/errors.h"
@@ -142,6 +143,33 @@ torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch:
       is_cpu_float(b) && !at::autocast::is_autocast_enabled(at::kCPU))
     return onednn_dense(x, w, b);
   return torch::linear(x, w, b);
+}
+
+torch::Tensor dense_add(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                        const torch::Tensor& residual) {
+  if (!residual.defined()) return dense(x, w, b);
+  if (x.dim() >= 1 && w.dim() == 2) {
+    auto out = x.sizes().vec();
+    out.back() = w.size(0);
+    if (residual.sizes() != c10::IntArrayRef(out)) {
+      std::ostringstream msg;
+      msg << "dense_add: residual " << residual.sizes() << " does not match the product's shape "
+          << c10::IntArrayRef(out) << " (input " << x.sizes() << ", weight " << w.sizes() << ")";
+      throw Error(msg.str());
+    }
+  }
+  const bool fold = g_backend.load(std::memory_order_relaxed) == GemmBackend::kAten && is_cpu_float(x) &&
+                    is_cpu_float(w) && is_cpu_float(b) && is_cpu_float(residual) &&
+                    !at::autocast::is_autocast_enabled(at::kCPU) && x.dim() >= 1 && w.dim() == 2 &&
+                    x.size(-1) == w.size(1) && (!b.defined() || (b.dim() == 1 && b.size(0) == w.size(0))) &&
+                    x.numel() > 0;
+  if (!fold) return dense(x, w, b) + residual;
+  const int64_t n = w.size(0);
+  // A fresh accumulator: residual + b, or a copy of the residual (never the residual
+  // itself, which the in-place product would overwrite).
+  auto acc = b.defined() ? residual.reshape({-1, n}) + b : residual.reshape({-1, n}).clone();
+  acc.addmm_(x.reshape({-1, x.size(-1)}), w.t());
+  return acc.reshape(residual.sizes());
 }
 
 }  // namespace scenic::model

@@ -55,6 +55,15 @@ bool onednn_linear_available();
 // x [..., K], w [N, K], b [N] or undefined -> [..., N]; differentiable in all three.
 torch::Tensor dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);
 
+// residual + dense(x, w, b), the residual connection's add folded into the GEMM: on the
+// aten backend for float32 CPU tensors (outside autocast) the product accumulates into
+// (residual + b) in place (addmm with beta = 1), instead of copying the broadcast bias
+// into a fresh output and adding the residual in a separate pass. residual must have
+// dense(x, w, b)'s shape; the result is a new tensor (residual is not written).
+// Differentiable in all four; elsewhere it is dense(x, w, b) + residual.
+torch::Tensor dense_add(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
+                        const torch::Tensor& residual);
+
 // The oneDNN path whatever the backend setting (tests, benchmarks); requires float32
 // CPU tensors and onednn_linear_available().
 torch::Tensor onednn_dense(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b);

@@ -73,6 +73,50 @@ TEST(Dense, OneDnnMatchesFloat64ValuesAndGradients) {
   }
 }
 
+// dense_add folds the residual into the GEMM (aten backend, float32 CPU): values and all
+// four gradients against float64 dense + residual, the residual left unwritten; with and
+// without bias, 2-D and 3-D, on both backends (oneDNN takes the unfolded path).
+TEST(Dense, DenseAddEqualsDensePlusResidual) {
+  torch::manual_seed(4);
+  for (GemmBackend backend : {GemmBackend::kAten, GemmBackend::kOneDnn}) {
+    if (backend == GemmBackend::kOneDnn && !onednn_linear_available()) continue;
+    BackendScope scope(backend);
+    for (bool bias : {true, false}) {
+      for (std::vector<int64_t> lead : {std::vector<int64_t>{37}, std::vector<int64_t>{3, 11}}) {
+        auto xs = lead, rs = lead;
+        xs.push_back(45);
+        rs.push_back(29);
+        const auto x = torch::randn(xs), w = torch::randn({29, 45}) * 0.2, r = torch::randn(rs) * 3;
+        const auto b = bias ? torch::randn({29}) : torch::Tensor();
+        const auto g = torch::randn(rs);
+        const auto r_before = r.clone();
+        auto go = [&](const torch::Tensor& x0, const torch::Tensor& w0, const torch::Tensor& b0,
+                      const torch::Tensor& r0, bool folded) {
+          auto xv = x0.clone().requires_grad_(true), wv = w0.clone().requires_grad_(true);
+          auto bv = b0.defined() ? b0.clone().requires_grad_(true) : torch::Tensor();
+          auto rv = r0.clone().requires_grad_(true);
+          auto y = folded ? dense_add(xv, wv, bv, rv) : torch::linear(xv, wv, bv) + rv;
+          (y * g.to(y.dtype())).sum().backward();
+          return std::vector<torch::Tensor>{y.detach(), xv.grad(), wv.grad(), bv.defined() ? bv.grad() : torch::zeros({1}),
+                                            rv.grad()};
+        };
+        const auto got = go(x, w, b, r, true);
+        const auto ref = go(x.to(torch::kFloat64), w.to(torch::kFloat64), bias ? b.to(torch::kFloat64) : b,
+                            r.to(torch::kFloat64), false);
+        EXPECT_EQ(got[0].sizes(), r.sizes());
+        for (size_t i = 0; i < got.size(); ++i)
+          EXPECT_LT(rel_err(got[i], ref[i]), 2e-6) << gemm_backend_name(backend) << " bias " << bias << " output " << i;
+        EXPECT_TRUE(torch::equal(r, r_before));
+      }
+    }
+  }
+  // A residual of the wrong shape is named; no residual: dense.
+  EXPECT_CONTAINS(error_of([] { dense_add(torch::ones({2, 3}), torch::ones({4, 3}), {}, torch::ones({2, 5})); }),
+                  "residual [2, 5] does not match the product's shape [2, 4]");
+  const auto x = torch::randn({2, 3}), w = torch::randn({4, 3});
+  EXPECT_TRUE(torch::equal(dense_add(x, w, {}, {}), dense(x, w, {})));
+}
+
 TEST(Dense, NonContiguousInputAndNoGradMode) {
   ASSERT_TRUE(onednn_linear_available()) << "this LibTorch has no oneDNN operator";
   torch::manual_seed(1);

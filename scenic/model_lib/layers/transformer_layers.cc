@@ -34,6 +34,12 @@ Encoder1DBlockImpl::Encoder1DBlockImpl(int64_t hidden_size, Encoder1DBlockOption
 torch::Tensor Encoder1DBlockImpl::forward(const torch::Tensor& inputs, const AttentionArgs& args) {
   const bool train = is_training();
   auto normed = LayerNorm_0(inputs);
+  if (!train || (options_.dropout_rate == 0.0 && options_.stochastic_depth == 0.0)) {
+    // Nothing between each branch's last Dense and its residual add: the adds go into the
+    // GEMMs (dense_add). The attention's dropout is inside the attention.
+    auto x = MultiHeadDotProductAttention_1->forward_add(normed, normed, args, inputs);
+    return MlpBlock_3->forward_add(LayerNorm_2(x), x);
+  }
   auto x = MultiHeadDotProductAttention_1(normed, normed, args);  // [B, N, D]
   x = model::dropout(x, options_.dropout_rate, train);
   x = stochastic_depth(x, options_.stochastic_depth, train) + inputs;

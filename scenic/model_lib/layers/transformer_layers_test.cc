@@ -83,6 +83,30 @@ TEST(Encoder1DBlock, EqualsItsPartsComposedByHand) {
   EXPECT_FALSE(torch::allclose(ym, y, 1e-4, 1e-4));
 }
 
+// Training with every rate 0 takes the path with the residual adds folded into the GEMMs
+// (dense_add): values and the gradients of every parameter and of the input equal the
+// composition of the parts.
+TEST(Encoder1DBlock, FoldedResidualsKeepValuesAndGradients) {
+  torch::manual_seed(2);
+  Encoder1DBlock block(8, small_options());
+  randomize(*block);
+  block->train();
+  auto x = torch::randn({3, 5, 8}, torch::requires_grad());
+  auto params = block->parameters();
+  params.push_back(x);
+  const auto g = torch::randn({3, 5, 8});
+  auto y = block(x);
+  const auto got = torch::autograd::grad({y}, params, {g});
+  auto h = x + block->MultiHeadDotProductAttention_1->forward(block->LayerNorm_0(x));
+  auto expected = h + block->MlpBlock_3->forward(block->LayerNorm_2(h));
+  EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-5)) << (y - expected).abs().max();
+  const auto want = torch::autograd::grad({expected}, params, {g});
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-4, 1e-5)) << "gradient " << i << ": "
+                                                              << (got[i] - want[i]).abs().max();
+}
+
 TEST(Encoder1DBlock, TrainingStochasticDepthAndDropout) {
   torch::manual_seed(1);
   auto x = torch::randn({4, 3, 8});

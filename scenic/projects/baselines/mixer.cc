@@ -119,6 +119,11 @@ torch::Tensor MixerBlockImpl::forward(const torch::Tensor& inputs) {
     throw Error("MixerBlock: input should be of shape [batch, tokens, channels], got " +
                 std::to_string(inputs.dim()) + " dims");
   const bool train = is_training();
+  if (Affine_0.is_empty() && (!train || (dropout_rate_ == 0.0 && stochastic_depth_ == 0.0))) {
+    // Nothing between each MLP's last Dense and its residual add: the adds go into the GEMMs.
+    auto x = mix_tokens(LayerNorm_0(inputs), inputs);
+    return channel_mixing->forward_add(LayerNorm_1(x), x);
+  }
   // Token mixing: an MLP across the N tokens, per channel.
   auto x = mix_tokens(LayerNorm_0(inputs));  // [B, N, D]
   if (!Affine_0.is_empty()) x = Affine_0(x);
@@ -137,8 +142,10 @@ torch::Tensor MixerBlockImpl::forward(const torch::Tensor& inputs) {
 // LayerNorm_1 that follow read it in order too. Same parameters (Dense_0.weight [S, N],
 // Dense_1.weight [N, S]). On Mixer-S/16's shapes (B 8, N 196, D 384, S 192, one CPU
 // thread) the token MLP + residual + LayerNorm took 6.6 ms instead of 8.4 ms forward and
-// 19.3 instead of 22.4 ms forward + backward (bench/README.md).
-torch::Tensor MixerBlockImpl::mix_tokens(const torch::Tensor& x) {
+// 19.3 instead of 22.4 ms forward + backward (bench/README.md). With a residual (dropout
+// off) the second product accumulates into residual + bias in place (beta = 1), which
+// saves the separate residual-add pass.
+torch::Tensor MixerBlockImpl::mix_tokens(const torch::Tensor& x, const torch::Tensor& residual) {
   const int64_t b = x.size(0), d = x.size(2);
   auto dense = [&](const torch::nn::Linear& l, const torch::Tensor& in) {  // [B, K, D] -> [B, M, D]
     const int64_t m = l->weight.size(0), k = l->weight.size(1);
@@ -147,7 +154,16 @@ torch::Tensor MixerBlockImpl::mix_tokens(const torch::Tensor& x) {
   const bool train = is_training();
   auto h = model::bias_gelu(dense(token_mixing->Dense_0, x), torch::Tensor());  // the bias is already in
   h = model::dropout(h, dropout_rate_, train);
-  return model::dropout(dense(token_mixing->Dense_1, h), dropout_rate_, train);
+  const auto& l = token_mixing->Dense_1;
+  // Not under autocast (h is then in a lower precision than the float32 accumulator).
+  if (residual.defined() && (!train || dropout_rate_ == 0.0) && residual.sizes() == x.sizes() &&
+      h.scalar_type() == residual.scalar_type() && l->weight.scalar_type() == residual.scalar_type()) {
+    const int64_t m = l->weight.size(0), k = l->weight.size(1);
+    auto acc = residual + l->bias.view({1, m, 1});  // a fresh [B, N, D] tensor
+    return acc.baddbmm_(l->weight.unsqueeze(0).expand({b, m, k}), h);
+  }
+  auto y = model::dropout(dense(l, h), dropout_rate_, train);
+  return residual.defined() ? y + residual : y;
 }
 
 Mixer::Mixer(const MixerOptions& o) : options_(o) {

@@ -67,7 +67,8 @@ class MixerBlockImpl : public torch::nn::Module {
 
  private:
   // token_mixing applied across the tokens of x [B, N, D], without transposing x.
-  torch::Tensor mix_tokens(const torch::Tensor& x);
+  // With `residual` defined: residual + that.
+  torch::Tensor mix_tokens(const torch::Tensor& x, const torch::Tensor& residual = {});
 
   double stochastic_depth_;
   double dropout_rate_;
