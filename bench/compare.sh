@@ -9,6 +9,8 @@
 #   bench/compare.sh [--cases vit_fmnist,vit_ti4,vit_s16,resnet50,mixer_s16] [--modes train,eval]
 #                    [--steps N] [--warmup N] [--threads N] [--repeat R] [--no-jax] [--out F.jsonl]
 #                    [--gemm_backend auto|aten,onednn]   (scenic once per backend; default auto)
+#                    [--autocast bf16]   (the forward in bfloat16 under autocast: scenic's
+#                                         autocast_dtype, torch.autocast; no JAX reference)
 #
 # JAX is not in .venv (the build's and tests' environment stays torch-only): on first
 # use this script makes a separate virtual environment .venv-bench and installs
@@ -30,6 +32,7 @@ JAX=1
 REPEAT=1
 OUT=/tmp/scenic_compare.jsonl
 GEMM=auto
+AUTOCAST=none
 while [ $# -gt 0 ]; do
   case "$1" in
     --cases) CASES=$2; shift 2 ;;
@@ -41,10 +44,16 @@ while [ $# -gt 0 ]; do
     --no-jax) JAX=0; shift ;;
     --out) OUT=$2; shift 2 ;;
     --gemm_backend) GEMM=$2; shift 2 ;;
+    --autocast) AUTOCAST=$2; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
 
+case "$AUTOCAST" in
+  none) ;;
+  bf16) if [ "$JAX" = 1 ]; then echo "--autocast bf16: the JAX references run float32 only; skipping JAX" >&2; JAX=0; fi ;;
+  *) echo "--autocast: expected none or bf16, got '$AUTOCAST'" >&2; exit 2 ;;
+esac
 [ -x build/scenic ] || scripts/build.sh --target scenic
 # XLA's CPU backend sizes its own thread pool; --threads 1 pins it to one thread too
 # (for other counts it keeps XLA's default, all cores). An XLA_FLAGS in the environment wins.
@@ -87,6 +96,8 @@ run_case() {  # name mode
                 --warmup_steps "$WARMUP" --mode "$mode" --config.num_threads="$THREADS")
   local ref=(--image "$image" --classes "$classes" --batch "$batch" --steps "$STEPS" --warmup "$WARMUP"
              --mode "$mode" --json)
+  local torch_extra=()
+  if [ "$AUTOCAST" = bf16 ]; then scenic+=(--config.autocast_dtype=bfloat16); torch_extra=(--autocast bf16); fi
   case "$kind" in
     vit)
       scenic+=(--config "$CONFIGS/vit.yaml" --config.model.patches.size="[$a, $a]" --config.model.hidden_size="$b"
@@ -106,13 +117,13 @@ run_case() {  # name mode
       ref+=(--patch "$a" --hidden "$b" --layers "$c" --tokens_mlp "$d" --channels_mlp "$e" --stochastic_depth "$f"
             --label_smoothing 0.1 --weight_decay 0.05 --max_grad_norm 1.0 --lr 0.002) ;;
   esac
-  local tag="{\"case\": \"$name\", \"mode\": \"$mode\", \"load\": \"$(cut -d' ' -f1 /proc/loadavg)\"}"
+  local tag="{\"case\": \"$name\", \"mode\": \"$mode\", \"autocast\": \"$AUTOCAST\", \"load\": \"$(cut -d' ' -f1 /proc/loadavg)\"}"
   echo "== $name $mode (load $(cut -d' ' -f1-3 /proc/loadavg))" >&2
   for g in ${GEMM//,/ }; do
     build/scenic bench "${scenic[@]}" --config.gemm_backend="$g" |
       python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); r['impl']='scenic'; print(json.dumps(r))" >>"$OUT"
   done
-  .venv/bin/python "bench/reference/${kind}_torch.py" "${ref[@]}" --threads "$THREADS" |
+  .venv/bin/python "bench/reference/${kind}_torch.py" "${ref[@]}" "${torch_extra[@]}" --threads "$THREADS" |
     python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); print(json.dumps(r))" >>"$OUT"
   if [ "$JAX" = 1 ]; then
     XLA_FLAGS="${XLA_FLAGS:-$JAX_XLA_FLAGS}" .venv-bench/bin/python "bench/reference/${kind}_jax.py" "${ref[@]}" |
@@ -121,7 +132,7 @@ run_case() {  # name mode
 }
 
 : >"$OUT"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; threads $THREADS" >&2
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; threads $THREADS; autocast $AUTOCAST" >&2
 for c in ${CASES//,/ }; do
   for m in ${MODES//,/ }; do
     for _ in $(seq "$REPEAT"); do run_case "$c" "$m"; done
@@ -154,6 +165,8 @@ for (case, mode), d in by.items():
         gf = f"{s['achieved_gflops']:.1f} ({100 * s.get('peak_fraction', 0):.0f}%)" if s else "-"
         print(f"{case:<11}{mode:<6}{key.split(':')[1]:<8}{s['batch_size'] if s else '-':>6}{ptxt:>12}{f(s):>13}{f(t):>12}"
               f"{f(j):>10}{ratio(t):>10}{ratio(j):>8}{ms:>24}{gf:>18}{(s or t)['load']:>6}{rounds[(case, mode)]:>7}")
+if any(r.get("autocast") == "bf16" for r in rows):
+    print("autocast bf16: scenic and torch run the forward in bfloat16 (float32 weights, gradients, optimizer)")
 for g in sorted({r["gemm_backend"] for r in rows if r["impl"] == "scenic"}):
     s = next(r for r in rows if r["impl"] == "scenic" and r["gemm_backend"] == g)
     print(f"scenic ({g}): {s['threads']} threads; fp32 matmul peak measured on {g} {s['matmul_gflops']:.1f} GFLOP/s "

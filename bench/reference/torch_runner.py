@@ -6,6 +6,8 @@ when given (else the norm is only computed, as our trainer logs it), optimizer s
 accuracy and loss sums kept on the device. Eval: no_grad forward + the same metrics.
 Timing and output: bench_common.
 """
+import contextlib
+
 import torch
 import torch.nn.functional as F
 
@@ -16,6 +18,20 @@ from bench_common import report, time_steps
 def add_common_args(p):
     bench_common.add_common_args(p)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    add_autocast_arg(p)
+
+
+def add_autocast_arg(p):
+    p.add_argument("--autocast", choices=["none", "bf16"], default="none",
+                   help="bf16: the forward under torch.autocast (bfloat16), as scenic's autocast_dtype: bfloat16")
+
+
+def autocast(a, device_type):
+    """The forward's context: torch.autocast in bfloat16 with --autocast bf16, else nothing
+    (the loss and the metrics run on the float32 logits, as in classification_trainer)."""
+    if a.autocast == "bf16":
+        return torch.autocast(device_type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def loss_fn(logits, labels, params, label_smoothing=0.0, l2_decay_factor=None):
@@ -45,10 +61,14 @@ def run(a, model, optimizer, l2_decay_factor=None):
     def step():
         if not train:
             with torch.no_grad():
-                metrics(model(x))
+                with autocast(a, dev.type):
+                    logits = model(x)
+                metrics(logits.float())
         else:
             optimizer.zero_grad(set_to_none=True)
-            logits = model(x)
+            with autocast(a, dev.type):
+                logits = model(x)
+            logits = logits.float()
             loss = loss_fn(logits, labels, params, a.label_smoothing, l2_decay_factor)
             loss.backward()
             if a.max_grad_norm is not None:

@@ -30,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from bench_common import peak_rss_mib, reset_peak_rss
+from torch_runner import add_autocast_arg, autocast
 
 
 def lecun_normal_(w):
@@ -145,6 +146,7 @@ def main():
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    add_autocast_arg(p)
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -175,10 +177,14 @@ def main():
         nonlocal last_loss, grad_norm_sum
         if not train:
             with torch.no_grad():
-                metrics(model(x))
+                with autocast(a, dev.type):
+                    logits = model(x)
+                metrics(logits.float())
             return
         opt.zero_grad(set_to_none=True)
-        logits = model(x)
+        with autocast(a, dev.type):
+            logits = model(x)
+        logits = logits.float()
         loss = F.cross_entropy(logits, labels, label_smoothing=a.label_smoothing)
         loss.backward()
         if a.max_grad_norm is not None:
