@@ -484,6 +484,35 @@ TEST(StochasticDepth, DropsWholeExamplesAndRescales) {
   EXPECT_TRUE(((zmin == 0) | ((zmin - 1.0 / 0.75).abs() < 1e-6)).all().item<bool>());
 }
 
+// stochastic_depth_add is residual + stochastic_depth in one pass: from the same seed the
+// same examples are dropped, values and gradients agree to float rounding; eval, rate 0
+// and rate 1 as stochastic_depth.
+TEST(StochasticDepth, AddEqualsResidualPlusStochasticDepth) {
+  const auto x0 = torch::randn({64, 5, 3}), r0 = torch::randn({64, 5, 3}), g = torch::randn({64, 5, 3});
+  auto run = [&](bool fused, double rate, bool training) {
+    auto x = x0.clone().requires_grad_(true), r = r0.clone().requires_grad_(true);
+    torch::manual_seed(7);
+    auto y = fused ? stochastic_depth_add(x, rate, training, r) : r + stochastic_depth(x, rate, training);
+    (y * g).sum().backward();
+    return std::vector<torch::Tensor>{y.detach(), x.grad().defined() ? x.grad() : torch::zeros_like(x0), r.grad()};
+  };
+  for (const auto& [rate, training] : std::vector<std::pair<double, bool>>{{0.3, true}, {0.3, false}, {0.0, true},
+                                                                           {1.0, true}}) {
+    const auto got = run(true, rate, training), want = run(false, rate, training);
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-6, 1e-6)) << "rate " << rate << " training " << training
+                                                                << " output " << i;
+  }
+  // Rate 0.3 in training drops some examples and keeps others: the residual alone, or
+  // residual + x / 0.7.
+  const auto y = run(true, 0.3, true)[0];
+  const auto dropped = ((y - r0).abs().flatten(1).amax(1) == 0);
+  const auto kept = ((y - r0 - x0 / 0.7).abs().flatten(1).amax(1) < 1e-5);
+  EXPECT_TRUE((dropped | kept).all().item<bool>());
+  EXPECT_GT(dropped.sum().item<int64_t>(), 5);
+  EXPECT_GT(kept.sum().item<int64_t>(), 20);
+}
+
 TEST(Initializers, TruncatedNormalBoundsAndStd) {
   torch::manual_seed(0);
   auto t = torch::empty({200000});

@@ -17,14 +17,27 @@ std::string shape_str(torch::IntArrayRef s) {
 }
 }  // namespace
 
+namespace {
+// keep / (1 - rate) per example, [B, 1, ...]: 0 or 1 / (1 - rate). Requires 0 < rate < 1.
+torch::Tensor stochastic_depth_scale(const torch::Tensor& x, double rate) {
+  std::vector<int64_t> shape(x.dim(), 1);
+  shape[0] = x.size(0);
+  return bernoulli_mask(shape, 1.0 - rate, x.options()) / (1.0 - rate);
+}
+}  // namespace
+
 torch::Tensor stochastic_depth(const torch::Tensor& x, double rate, bool training) {
   if (!training || rate <= 0.0) return x;
   // As Flax's Dropout: rate 1 drops everything (keep / (1 - rate) would be 0 / 0 = NaN).
   if (rate >= 1.0) return torch::zeros_like(x);
-  std::vector<int64_t> shape(x.dim(), 1);
-  shape[0] = x.size(0);
-  auto keep = bernoulli_mask(shape, 1.0 - rate, x.options());  // [B, 1, ...]
-  return x * keep / (1.0 - rate);
+  return x * stochastic_depth_scale(x, rate);  // the scale on B numbers, one pass over x
+}
+
+torch::Tensor stochastic_depth_add(const torch::Tensor& x, double rate, bool training,
+                                   const torch::Tensor& residual) {
+  if (!training || rate <= 0.0) return residual + x;
+  if (rate >= 1.0) return residual + torch::zeros_like(x);  // residual's values, a new tensor, x's grad 0
+  return torch::addcmul(residual, x, stochastic_depth_scale(x, rate));
 }
 
 ResidualImpl::ResidualImpl(int64_t features, std::string residual_type)

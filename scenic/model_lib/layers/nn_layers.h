@@ -25,6 +25,11 @@ namespace scenic::model {
 // Rate 1 gives zeros (as Flax's Dropout), not 0/0.
 torch::Tensor stochastic_depth(const torch::Tensor& x, double rate, bool training);
 
+// residual + stochastic_depth(x, rate, training) in one pass (addcmul with the [B, 1, ...]
+// scale); the same mask draw as stochastic_depth.
+torch::Tensor stochastic_depth_add(const torch::Tensor& x, double rate, bool training,
+                                   const torch::Tensor& residual);
+
 // Module form of stochastic_depth (Scenic's StochasticDepth); training follows
 // is_training(). No parameters.
 class StochasticDepthImpl : public torch::nn::Module {

@@ -42,9 +42,9 @@ torch::Tensor Encoder1DBlockImpl::forward(const torch::Tensor& inputs, const Att
   }
   auto x = MultiHeadDotProductAttention_1(normed, normed, args);  // [B, N, D]
   x = model::dropout(x, options_.dropout_rate, train);
-  x = stochastic_depth(x, options_.stochastic_depth, train) + inputs;
+  x = stochastic_depth_add(x, options_.stochastic_depth, train, inputs);
   auto y = MlpBlock_3(LayerNorm_2(x));
-  return stochastic_depth(y, options_.stochastic_depth, train) + x;
+  return stochastic_depth_add(y, options_.stochastic_depth, train, x);
 }
 
 }  // namespace scenic::model

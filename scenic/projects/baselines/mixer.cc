@@ -127,11 +127,11 @@ torch::Tensor MixerBlockImpl::forward(const torch::Tensor& inputs) {
   // Token mixing: an MLP across the N tokens, per channel.
   auto x = mix_tokens(LayerNorm_0(inputs));  // [B, N, D]
   if (!Affine_0.is_empty()) x = Affine_0(x);
-  x = model::stochastic_depth(x, stochastic_depth_, train) + inputs;
+  x = model::stochastic_depth_add(x, stochastic_depth_, train, inputs);
   // Channel mixing: an MLP across the D channels, per token.
   auto y = channel_mixing(LayerNorm_1(x));  // [B, N, D]
   if (!Affine_1.is_empty()) x = Affine_1(x);  // Scenic scales x here, not y (see mixer.h)
-  return model::stochastic_depth(y, stochastic_depth_, train) + x;
+  return model::stochastic_depth_add(y, stochastic_depth_, train, x);
 }
 
 // Scenic applies token_mixing to x transposed to [B, D, N] and transposes back. The same
