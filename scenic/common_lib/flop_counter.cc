@@ -166,6 +166,8 @@ void on_end(const at::RecordFunction& fn, at::ObserverContext* base) {
 
 }  // namespace
 
+bool FlopCounter::active() { return t_counter != nullptr; }
+
 FlopCounter::FlopCounter() : previous_(t_counter), previous_depth_(t_depth) {
   t_counter = this;
   t_depth = 0;

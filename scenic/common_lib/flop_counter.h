@@ -45,6 +45,10 @@ class FlopCounter {
   FlopCounter& operator=(const FlopCounter&) = delete;
 
   int64_t total() const;
+  // Whether a counter lives on this thread. Models that skip work whose result nothing
+  // reads (ViT's token classifier, vit.cc) run in full while counting, so the count is
+  // the model's nominal one, as Scenic and the papers quote it.
+  static bool active();
   // Multiply-adds per op name ("aten::linear", ...), outermost counted ops only.
   const std::map<std::string, int64_t>& by_op() const { return by_op_; }
 

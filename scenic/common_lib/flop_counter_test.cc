@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <thread>
+
 namespace scenic::common {
 namespace {
 
@@ -114,8 +116,17 @@ TEST(FlopCounter, ForwardOnlyNestingAndStop) {
 
 TEST(FlopCounter, StopsWhenDestroyed) {
   int64_t after = -1;
+  EXPECT_FALSE(FlopCounter::active());
   {
     FlopCounter c;
+    EXPECT_TRUE(FlopCounter::active());
+    {
+      FlopCounter inner;
+    }
+    EXPECT_TRUE(FlopCounter::active());  // the outer one again
+    bool on_other_thread = true;
+    std::thread([&] { on_other_thread = FlopCounter::active(); }).join();
+    EXPECT_FALSE(on_other_thread);  // per thread
     torch::mm(torch::randn({2, 2}), torch::randn({2, 2}));
     EXPECT_EQ(c.total(), 8);
   }
@@ -123,6 +134,7 @@ TEST(FlopCounter, StopsWhenDestroyed) {
   torch::mm(torch::randn({2, 2}), torch::randn({2, 2}));
   after = count_flops([] {});
   EXPECT_EQ(after, 0);
+  EXPECT_FALSE(FlopCounter::active());
   EXPECT_FALSE(at::hasThreadLocalCallbacks());
 }
 

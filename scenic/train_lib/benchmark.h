@@ -12,7 +12,9 @@
 // of the step times; ms/step median, p10 and p90. Achieved GFLOP/s = FLOPs per example
 // x 3 (train: forward + backward ~ 3 forwards) or x 1 (eval) x examples/s, against a
 // matmul "peak" measured in the same run (the best of several fp32 n x n x n products on
-// the same device, same unit). Peak RSS is the process's high-water mark from getrusage
+// the same device, same unit). The FLOPs are the model's nominal ones (FlopCounter::active:
+// models run in full while counted), so where a model skips work nothing reads (ViT's
+// token classifier), achieved GFLOP/s is model FLOP/s, as in MFU figures. Peak RSS is the process's high-water mark from getrusage
 // after resetting it (/proc/self/clear_refs) once the setup is done; on CUDA also the
 // peak bytes the caching allocator handed out during the steps.
 #pragma once

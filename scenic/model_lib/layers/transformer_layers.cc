@@ -32,17 +32,31 @@ Encoder1DBlockImpl::Encoder1DBlockImpl(int64_t hidden_size, Encoder1DBlockOption
 }
 
 torch::Tensor Encoder1DBlockImpl::forward(const torch::Tensor& inputs, const AttentionArgs& args) {
+  return run(inputs, -1, args);
+}
+
+torch::Tensor Encoder1DBlockImpl::forward_prefix(const torch::Tensor& inputs, int64_t n) {
+  if (inputs.dim() < 2 || n < 1 || n > inputs.size(-2))
+    throw Error("Encoder1DBlock::forward_prefix: cannot keep " + std::to_string(n) + " tokens of inputs " +
+                c10::str(inputs.sizes()) + " ([B, N, D], 1 <= n <= N)");
+  return run(inputs, n, {});
+}
+
+torch::Tensor Encoder1DBlockImpl::run(const torch::Tensor& inputs, int64_t rows, const AttentionArgs& args) {
   const bool train = is_training();
   auto normed = LayerNorm_0(inputs);
+  // The queries and the residual stream: every token, or the first `rows`.
+  const auto q = rows < 0 ? normed : normed.narrow(-2, 0, rows);
+  const auto res = rows < 0 ? inputs : inputs.narrow(-2, 0, rows);
   if (!train || (options_.dropout_rate == 0.0 && options_.stochastic_depth == 0.0)) {
     // Nothing between each branch's last Dense and its residual add: the adds go into the
     // GEMMs (dense_add). The attention's dropout is inside the attention.
-    auto x = MultiHeadDotProductAttention_1->forward_add(normed, normed, args, inputs);
+    auto x = MultiHeadDotProductAttention_1->forward_add(q, normed, args, res);
     return MlpBlock_3->forward_add(LayerNorm_2(x), x);
   }
-  auto x = MultiHeadDotProductAttention_1(normed, normed, args);  // [B, N, D]
+  auto x = MultiHeadDotProductAttention_1(q, normed, args);  // [B, rows or N, D]
   x = model::dropout(x, options_.dropout_rate, train);
-  x = stochastic_depth_add(x, options_.stochastic_depth, train, inputs);
+  x = stochastic_depth_add(x, options_.stochastic_depth, train, res);
   auto y = MlpBlock_3(LayerNorm_2(x));
   return stochastic_depth_add(y, options_.stochastic_depth, train, x);
 }

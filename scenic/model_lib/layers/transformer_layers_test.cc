@@ -27,6 +27,13 @@ torch::Tensor manual_layer_norm(const torch::Tensor& x, const torch::nn::LayerNo
   return (x - mean) / torch::sqrt(var + 1e-6) * ln->weight + ln->bias;
 }
 
+void expect_same_gradients(const std::vector<torch::Tensor>& got, const std::vector<torch::Tensor>& want) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-4, 1e-5)) << "gradient " << i << ": "
+                                                              << (got[i] - want[i]).abs().max();
+}
+
 void randomize(torch::nn::Module& m) {
   torch::NoGradGuard no_grad;
   for (auto& p : m.named_parameters())
@@ -101,10 +108,7 @@ TEST(Encoder1DBlock, FoldedResidualsKeepValuesAndGradients) {
   auto expected = h + block->MlpBlock_3->forward(block->LayerNorm_2(h));
   EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-5)) << (y - expected).abs().max();
   const auto want = torch::autograd::grad({expected}, params, {g});
-  ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < got.size(); ++i)
-    EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-4, 1e-5)) << "gradient " << i << ": "
-                                                              << (got[i] - want[i]).abs().max();
+  expect_same_gradients(got, want);
 }
 
 TEST(Encoder1DBlock, TrainingStochasticDepthAndDropout) {
@@ -134,6 +138,47 @@ TEST(Encoder1DBlock, TrainingStochasticDepthAndDropout) {
   auto de = drop(x);
   drop->train();
   EXPECT_FALSE(torch::allclose(drop(x), de, 1e-4, 1e-4));
+}
+
+// forward_prefix(x, n) is forward(x)[:, :n] in values and in the gradients of every
+// parameter and of the input (which reach every token through the keys and values): in
+// eval, in training on the folded path (rates 0) and with stochastic depth (its masks are
+// per example, so the same seed draws the same ones).
+TEST(Encoder1DBlock, PrefixEqualsTheFullBlockSliced) {
+  for (const double sd : {-1.0, 0.0, 0.4}) {  // -1: eval
+    for (const int64_t n : {1, 2, 5}) {
+      SCOPED_TRACE("stochastic depth " + std::to_string(sd) + ", n " + std::to_string(n));
+      torch::manual_seed(5);
+      auto o = small_options();
+      o.stochastic_depth = std::max(sd, 0.0);
+      Encoder1DBlock block(8, o);
+      randomize(*block);
+      if (sd < 0) block->eval();
+      auto x = torch::randn({4, 5, 8}, torch::requires_grad());
+      auto params = block->parameters();
+      params.push_back(x);
+      const auto g = torch::randn({4, n, 8});
+      torch::manual_seed(9);
+      auto y = block->forward_prefix(x, n);
+      ASSERT_EQ(y.sizes(), (std::vector<int64_t>{4, n, 8}));
+      const auto got = torch::autograd::grad({y}, params, {g});
+      torch::manual_seed(9);
+      auto expected = block(x).narrow(1, 0, n);
+      EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-5)) << (y - expected).abs().max();
+      const auto want = torch::autograd::grad({expected}, params, {g});
+      expect_same_gradients(got, want);
+      // The input's gradient reaches the dropped rows too (through the keys and values).
+      EXPECT_GT(got.back().narrow(1, n == 5 ? 0 : n, 1).abs().sum().item<double>(), 0.0);
+    }
+  }
+}
+
+TEST(Encoder1DBlock, PrefixRejectsABadCount) {
+  Encoder1DBlock block(8, small_options());
+  auto x = torch::randn({2, 3, 8});
+  for (const int64_t n : {0, 4})
+    EXPECT_CONTAINS(testing::error_of([&] { block->forward_prefix(x, n); }), "cannot keep " + std::to_string(n) + " tokens");
+  EXPECT_CONTAINS(testing::error_of([&] { block->forward_prefix(torch::randn({8}), 1); }), "[8]");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "scenic/common_lib/errors.h"
+#include "scenic/common_lib/flop_counter.h"
 #include "scenic/model_lib/layers/initializers.h"
 
 namespace scenic::baselines {
@@ -131,8 +132,9 @@ torch::Tensor HybridViT::forward(const torch::Tensor& inputs) {
   }
   x = embedding(x).flatten(2).transpose(1, 2);  // [B, N, D]
   if (cls.defined()) x = torch::cat({cls.expand({x.size(0), 1, -1}), x}, 1);
-  x = Transformer(x);
   const auto& c = options_.vit.classifier;
+  // The token classifier needs the class token's row only (counted in full, as vit.cc).
+  x = Transformer(x, c == "token" && !common::FlopCounter::active() ? 1 : 0);
   if (c == "token") {
     x = x.select(1, 0);
   } else if (c == "gap") {

