@@ -320,6 +320,14 @@ void bias_gelu_backward_kernel(const float* g, const float* y, const float* b, f
   for (int64_t j = 0; j < cols; ++j) gb[j] = static_cast<float>(total[j]);
 }
 
+bool bias_gelu_splits_rows() {
+#ifdef _OPENMP
+  return true;
+#else
+  return false;
+#endif
+}
+
 std::string bias_gelu_isa() {
   switch (g_isa.load()) {
     case Isa::kAvx512: return "avx512";

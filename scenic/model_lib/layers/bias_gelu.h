@@ -43,6 +43,8 @@ void bias_gelu_backward_kernel(const float* g, const float* y, const float* b, f
 // an AVX-512 CPU; "best" restores the default. Returns false (and changes nothing) where
 // the CPU lacks that instruction set; throws scenic::Error for an unknown name.
 std::string bias_gelu_isa();
+// Whether the kernels split rows over threads (built with OpenMP, as batch_norm_act.h).
+bool bias_gelu_splits_rows();
 bool bias_gelu_use_isa(const std::string& isa);
 
 }  // namespace scenic::model

@@ -101,7 +101,12 @@ TEST(BiasGelu, BackwardMatchesAutogradOfTorchGelu) {
 
 TEST(BiasGelu, SameValuesOnOneThreadAndTwo) {
   // 1000 rows x 96: 16 blocks, split over two threads; the values and the bias gradient's
-  // summation order must not depend on the split.
+  // summation order must not depend on the split. The split happens where the build
+  // found LibTorch's OpenMP runtime (CMakeLists.txt); without -fopenmp the kernels'
+  // at::parallel_for would quietly run on one thread.
+#ifdef SCENIC_TORCH_OPENMP
+  EXPECT_TRUE(bias_gelu_splits_rows());
+#endif
   auto y = spread({1000, 96}, 5);
   auto b = spread({96}, 6);
   const auto g = spread({1000, 96}, 7);

@@ -279,14 +279,15 @@ optimizer_configs: {momentum: 0.9}
     optimizer->step();
   }
   // Each parameter's change over the two steps against the reference's, relative to its
-  // size: BatchNorm over 4 examples at 1x1 (the last stage) is ill-conditioned, and
-  // conv/BN reductions in another order (thread count) move the parameters by ~1e-4
-  // after two lr-0.1 steps, while a missing L2 term (10% of the change here), momentum
-  // or BN gradient moves them by 1e-1 of the change or more.
+  // size: BatchNorm over 4 examples at 1x1 (the last stage) is ill-conditioned, so float32
+  // rounding shows: against the same two steps in float64, the fixture's changes (float32
+  // PyTorch) are off by up to 2.4e-3 of their size and ours (the fused batch norm of
+  // batch_norm_act.h) by up to 7e-4, so the two differ by up to ~3e-3. A missing L2 term
+  // (10% of the change here), momentum or BN gradient moves them by 1e-1 or more.
   for (const auto& p : named) {
     const auto before = f.at("param/" + p.key()), ref = f.at("after/" + p.key()) - before;
     const double err = (p.value() - before - ref).norm().item<double>(), size = ref.norm().item<double>();
-    EXPECT_LE(err, 2e-3 * size + 1e-6) << p.key() << ": change " << size << ", off by " << err;
+    EXPECT_LE(err, 5e-3 * size + 1e-6) << p.key() << ": change " << size << ", off by " << err;
   }
   int64_t means = 0;
   for (const auto& b : network->named_buffers()) {

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include "scenic/common_lib/errors.h"
+#include "scenic/model_lib/layers/batch_norm_act.h"
 #include "scenic/model_lib/layers/initializers.h"
 
 namespace scenic::baselines {
@@ -17,24 +18,22 @@ FlaxBatchNormImpl::FlaxBatchNormImpl(int64_t num_features, FlaxBatchNormOptions 
   var = register_buffer("var", torch::ones({num_features}));
 }
 
-torch::Tensor FlaxBatchNormImpl::forward(const torch::Tensor& x) {
+torch::Tensor FlaxBatchNormImpl::forward(const torch::Tensor& x, const torch::Tensor& residual, bool relu) {
   if (x.dim() < 2 || x.size(1) != scale.size(0))
     throw Error("BatchNorm: expected [B, " + std::to_string(scale.size(0)) + ", ...], got " +
                 std::to_string(x.dim()) + "-d input with " + (x.dim() >= 2 ? std::to_string(x.size(1)) : "no") +
                 " channels");
   if (!is_training())
-    return torch::batch_norm(x, scale, bias, mean, var, /*training=*/false, 0.0, options_.epsilon,
-                             /*cudnn_enabled=*/true);
-  // Fused batch statistics; the running buffers are updated here (not by ATen) so that
-  // they get Flax's biased variance: var = 1 / invstd^2 - eps.
-  auto [y, batch_mean, invstd] =
-      at::native_batch_norm(x, scale, bias, {}, {}, /*training=*/true, 0.0, options_.epsilon);
+    return model::batch_norm_act_eval(x, scale, bias, mean, var, options_.epsilon, residual, relu);
+  // Batch statistics; the running buffers are updated here (not by ATen) so that they
+  // get Flax's biased variance: var = 1 / invstd^2 - eps.
+  auto out = model::batch_norm_act_train(x, scale, bias, options_.epsilon, residual, relu);
   torch::NoGradGuard no_grad;
   const double m = options_.momentum;
-  auto batch_var = (invstd.square().reciprocal() - options_.epsilon).clamp_min(0.0);
-  mean.mul_(m).add_(batch_mean.to(mean.dtype()), 1.0 - m);
+  auto batch_var = (out.invstd.square().reciprocal() - options_.epsilon).clamp_min(0.0);
+  mean.mul_(m).add_(out.mean.to(mean.dtype()), 1.0 - m);
   var.mul_(m).add_(batch_var.to(var.dtype()), 1.0 - m);
-  return y;
+  return out.y;
 }
 
 std::pair<std::vector<int64_t>, bool> resnet_block_sizes(int64_t num_layers) {
@@ -101,10 +100,9 @@ ResidualBlockImpl::ResidualBlockImpl(int64_t in_channels, int64_t filters, int64
 torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
   auto residual = proj_conv.is_empty() ? x : proj_bn(proj_conv(x));  // [B, C_out, H/s, W/s]
   auto h = x;
-  if (!conv1.is_empty()) h = torch::relu(bn1(conv1(h)));              // [B, F, H, W]
-  auto y = torch::relu(bn2(conv2(h)));                                // [B, F, H/s, W/s]
-  y = bn3(conv3(y));                                                  // [B, C_out, H/s, W/s]
-  return torch::relu(residual + y);
+  if (!conv1.is_empty()) h = bn1->forward(conv1(h), {}, /*relu=*/true);  // [B, F, H, W]
+  auto y = bn2->forward(conv2(h), {}, /*relu=*/true);                    // [B, F, H/s, W/s]
+  return bn3->forward(conv3(y), residual, /*relu=*/true);  // relu(shortcut + bn3(...)): [B, C_out, H/s, W/s]
 }
 
 ResNet::ResNet(const ResNetOptions& o) : options_(o) {
@@ -152,7 +150,7 @@ std::map<std::string, torch::Tensor> ResNet::forward_features(const torch::Tenso
     throw Error("ResNet: expected NCHW inputs with " + std::to_string(options_.in_channels) +
                 " channels, got " + std::to_string(inputs.dim()) + "-d input");
   const auto in = options_.channels_last ? inputs.contiguous(torch::MemoryFormat::ChannelsLast) : inputs;
-  auto x = torch::relu(init_bn(stem_conv(in)));      // [B, F, H/2, W/2]
+  auto x = init_bn->forward(stem_conv(in), {}, /*relu=*/true);  // [B, F, H/2, W/2]
   x = torch::max_pool2d(x, {3, 3}, {2, 2}, {1, 1});  // [B, F, H/4, W/4]
   std::map<std::string, torch::Tensor> out{{"stem", x}};
   for (size_t i = 0; i < stages.size(); ++i) {

@@ -47,11 +47,13 @@ struct FlaxBatchNormOptions {
 // `scale`, `bias` [C]; buffers `mean`, `var` [C] (Flax's batch_stats) starting at 0 and 1.
 // Training (is_training()) normalizes with the batch mean and *biased* variance and
 // updates the buffers with the biased variance (torch's BatchNorm stores the unbiased
-// one); eval uses the buffers and changes nothing. Runs on ATen's fused batch norm.
+// one); eval uses the buffers and changes nothing.
 class FlaxBatchNormImpl : public torch::nn::Module {
  public:
   explicit FlaxBatchNormImpl(int64_t num_features, FlaxBatchNormOptions options = {});
-  torch::Tensor forward(const torch::Tensor& x);
+  // relu?(BN(x) + residual?), fused into the batch norm's passes where it can be
+  // (model_lib/layers/batch_norm_act.h).
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& residual = {}, bool relu = false);
 
   torch::Tensor scale, bias, mean, var;
 
