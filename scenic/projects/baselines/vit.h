@@ -9,6 +9,10 @@
 // (`representation_size`) -> zero-initialised `output_projection`. Parameter names follow
 // Flax's tree so Scenic checkpoints map name for name. Inputs are NCHW.
 //
+// With the `token` classifier the last block runs for the class token's row only (keys
+// and values from every token; Encoder1DBlock::forward_prefix): the same logits and
+// gradients as the full encoder, ~1/L less work for L blocks.
+//
 // Position embeddings (`positional_embedding`): learned_1d (default), sinusoidal_1d
 // (fixed table), sinusoidal_2d (fixed 2-D sin-cos; needs a square token grid, so no
 // class token, as in Scenic) or none. Stochastic depth grows linearly over the layers.
