@@ -5,7 +5,10 @@
 #include <ATen/ops/_fused_adamw.h>
 
 #include <map>
+#include <string>
 #include <vector>
+
+#include "scenic/common_lib/errors.h"
 
 namespace scenic::train {
 namespace {
@@ -42,10 +45,16 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
     for (const auto& p : param_groups_[g].params())
       if (p.grad().defined()) with_grad[g].push_back(p);
     if (!with_grad[g].empty() && !fusable(with_grad[g])) {
+      if (graph_safe_)
+        throw Error("FusedAdamW (graph-safe mode): parameter group " + std::to_string(g) +
+                    " cannot be updated by one fused kernel (a sparse gradient, mixed devices or dtypes, or a "
+                    "non-dense parameter)");
       torch::optim::AdamW::step();
       return loss;
     }
   }
+  if (graph_safe_ && lr_tensors_.size() != param_groups_.size())
+    throw Error("FusedAdamW: step() in graph-safe mode before load_learning_rates()");
   for (size_t g = 0; g < param_groups_.size(); ++g) {
     if (with_grad[g].empty()) continue;
     const auto& o = static_cast<const torch::optim::AdamWOptions&>(param_groups_[g].options());
@@ -65,7 +74,7 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
         it = state_.emplace(p.unsafeGetTensorImpl(), std::move(s)).first;
       }
       auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
-      s.step(s.step() + 1);
+      if (!graph_safe_) s.step(s.step() + 1);
       s.exp_avg(like_param(s.exp_avg(), p));
       s.exp_avg_sq(like_param(s.exp_avg_sq(), p));
       if (o.amsgrad()) s.max_exp_avg_sq(like_param(s.max_exp_avg_sq(), p));
@@ -74,6 +83,14 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       exp_avgs.push_back(s.exp_avg());
       exp_avg_sqs.push_back(s.exp_avg_sq());
       if (o.amsgrad()) max_exp_avg_sqs.push_back(s.max_exp_avg_sq());
+      if (graph_safe_) {  // this parameter's own count, incremented on the device below
+        auto& step = step_tensors_[p.unsafeGetTensorImpl()];
+        if (!step.defined())
+          step = torch::full({}, static_cast<double>(s.step()),
+                             torch::TensorOptions().dtype(torch::kFloat32).device(p.device()));
+        steps.push_back(step);
+        continue;
+      }
       auto& step = step_tensors[s.step()];
       if (!step.defined())
         step = torch::full({}, static_cast<double>(s.step()),
@@ -81,10 +98,57 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       steps.push_back(step);
     }
     const auto [beta1, beta2] = o.betas();
-    at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, o.lr(), beta1, beta2,
-                      o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+    if (graph_safe_) {
+      at::_foreach_add_(steps, 1);
+      at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, lr_tensors_[g], beta1,
+                        beta2, o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+    } else {
+      at::_fused_adamw_(params, grads, exp_avgs, exp_avg_sqs, max_exp_avg_sqs, steps, o.lr(), beta1, beta2,
+                        o.weight_decay(), o.eps(), o.amsgrad(), /*maximize=*/false);
+    }
   }
   return loss;
+}
+
+void FusedAdamW::set_graph_safe(bool on) {
+  if (graph_safe_ && !on) sync_step_counts();
+  graph_safe_ = on;
+  step_tensors_.clear();
+  lr_tensors_.clear();
+}
+
+void FusedAdamW::load_learning_rates() {
+  if (!graph_safe_) throw Error("FusedAdamW: load_learning_rates() outside graph-safe mode");
+  torch::NoGradGuard no_grad;
+  if (lr_tensors_.size() != param_groups_.size()) {
+    lr_tensors_.clear();
+    for (const auto& group : param_groups_) {
+      const auto& params = group.params();
+      const auto device = params.empty() ? torch::Device(torch::kCPU) : params.front().device();
+      lr_tensors_.push_back(torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(device)));
+    }
+  }
+  for (size_t g = 0; g < param_groups_.size(); ++g) lr_tensors_[g].fill_(param_groups_[g].options().get_lr());
+}
+
+void FusedAdamW::sync_step_counts() const {
+  // state_ maps a parameter to its state through a unique_ptr, so the state itself is
+  // writable here; only the cached count changes, to the value the device holds.
+  for (const auto& [key, step] : step_tensors_) {
+    auto it = state_.find(const_cast<void*>(key));
+    if (it == state_.end()) continue;
+    static_cast<torch::optim::AdamWParamState&>(*it->second).step(static_cast<int64_t>(step.item<double>()));
+  }
+}
+
+void FusedAdamW::save(torch::serialize::OutputArchive& archive) const {
+  sync_step_counts();
+  torch::optim::AdamW::save(archive);
+}
+
+void FusedAdamW::load(torch::serialize::InputArchive& archive) {
+  torch::optim::AdamW::load(archive);
+  step_tensors_.clear();  // rebuilt from the loaded counts by the next step()
 }
 
 }  // namespace scenic::train

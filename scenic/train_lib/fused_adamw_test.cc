@@ -1,6 +1,7 @@
 // FusedAdamW against LibTorch's AdamW (the reference: same options, same gradients):
 // parameters and state after several steps, two groups, a parameter without a gradient,
 // amsgrad, checkpoints that load across the two, and the fallback for a mixed group.
+// Graph-safe mode (device learning rates and step counts) against the default mode.
 #include "scenic/train_lib/fused_adamw.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,8 @@
 
 #include <sstream>
 #include <vector>
+
+#include "scenic/common_lib/errors.h"
 
 namespace scenic::train {
 namespace {
@@ -164,6 +167,121 @@ TEST(FusedAdamW, MixedGroupFallsBackToAdamWsStep) {
     fused_opt.step();
   }
   for (size_t i = 0; i < ref.a.size(); ++i) EXPECT_TRUE(torch::equal(fused.a[i], ref.a[i])) << i;
+}
+
+// Learning rates that float32 holds exactly, so graph-safe mode (float32 lr tensors)
+// must give the default mode's bits.
+template <typename Opt>
+std::unique_ptr<Opt> make_exact_lr_opt(const Params& s) {
+  auto o = optim::AdamWOptions(0.0078125).betas({0.9, 0.95}).eps(1e-7).weight_decay(0.1);
+  std::vector<optim::OptimizerParamGroup> groups;
+  groups.emplace_back(s.a, std::make_unique<optim::AdamWOptions>(o));
+  groups.emplace_back(s.b, std::make_unique<optim::AdamWOptions>(optim::AdamWOptions(o).weight_decay(0.0).lr(0.03125)));
+  return std::make_unique<Opt>(groups, o);
+}
+
+int64_t step_count(const optim::Optimizer& opt, const torch::Tensor& p) {
+  return static_cast<const optim::AdamWParamState&>(*opt.state().at(p.unsafeGetTensorImpl())).step();
+}
+
+TEST(FusedAdamW, GraphSafeModeGivesTheSameBitsAndCounts) {
+  auto ref = make_params(), safe = make_params();
+  auto ref_opt = make_exact_lr_opt<FusedAdamW>(ref);
+  auto safe_opt = make_exact_lr_opt<FusedAdamW>(safe);
+  safe_opt->set_graph_safe(true);
+  for (int k = 1; k <= 6; ++k) {
+    const double scale = k % 2 ? 1.0 : 0.5;  // a schedule: the lr changes between steps
+    for (auto* opt : {ref_opt.get(), safe_opt.get()})
+      for (size_t g = 0; g < 2; ++g) opt->param_groups()[g].options().set_lr((g ? 0.03125 : 0.0078125) * scale);
+    safe_opt->load_learning_rates();
+    set_grads(ref.all(), k);  // parameter 1 has no gradient on step 2
+    set_grads(safe.all(), k);
+    ref_opt->step();
+    safe_opt->step();
+  }
+  for (size_t i = 0; i < ref.all().size(); ++i) EXPECT_TRUE(torch::equal(safe.all()[i], ref.all()[i])) << i;
+  safe_opt->sync_step_counts();
+  for (size_t i = 0; i < ref.all().size(); ++i) {
+    EXPECT_EQ(step_count(*safe_opt, safe.all()[i]), i == 1 ? 5 : 6) << i;
+    EXPECT_EQ(step_count(*safe_opt, safe.all()[i]), step_count(*ref_opt, ref.all()[i])) << i;
+  }
+}
+
+// save() writes the device counts; a graph-safe optimizer that loads a checkpoint
+// continues from the loaded counts.
+TEST(FusedAdamW, GraphSafeCheckpointsCarryTheDeviceCounts) {
+  auto ref = make_params(), safe = make_params();
+  auto ref_opt = make_exact_lr_opt<FusedAdamW>(ref);
+  auto safe_opt = make_exact_lr_opt<FusedAdamW>(safe);
+  safe_opt->set_graph_safe(true);
+  safe_opt->load_learning_rates();
+  for (int k = 1; k <= 3; ++k) {
+    set_grads(safe.all(), k);
+    safe_opt->step();
+  }
+  std::stringstream buf;
+  {
+    torch::serialize::OutputArchive out;
+    safe_opt->save(out);
+    out.save_to(buf);
+  }
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < ref.all().size(); ++i) ref.all()[i].copy_(safe.all()[i]);
+  }
+  torch::serialize::InputArchive in;
+  in.load_from(buf);
+  ref_opt->load(in);  // a default-mode optimizer reads the true counts
+  EXPECT_EQ(step_count(*ref_opt, ref.all()[0]), 3);
+  EXPECT_EQ(step_count(*ref_opt, ref.all()[1]), 2);
+
+  // And back into a fresh graph-safe optimizer, which continues at those counts.
+  auto resumed = make_params();
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < ref.all().size(); ++i) resumed.all()[i].copy_(safe.all()[i]);
+  }
+  auto resumed_opt = make_exact_lr_opt<FusedAdamW>(resumed);
+  resumed_opt->set_graph_safe(true);
+  torch::serialize::InputArchive in2;
+  buf.seekg(0);
+  in2.load_from(buf);
+  resumed_opt->load(in2);
+  resumed_opt->load_learning_rates();
+  for (int k = 4; k <= 5; ++k) {
+    set_grads(ref.all(), k);
+    set_grads(resumed.all(), k);
+    ref_opt->step();
+    resumed_opt->step();
+  }
+  for (size_t i = 0; i < ref.all().size(); ++i) EXPECT_TRUE(torch::equal(resumed.all()[i], ref.all()[i])) << i;
+}
+
+TEST(FusedAdamW, GraphSafeModeRefusesWhatItCannotDo) {
+  auto s = make_params();
+  auto opt = make_exact_lr_opt<FusedAdamW>(s);
+  EXPECT_THROW(opt->load_learning_rates(), Error);  // not in graph-safe mode
+  opt->set_graph_safe(true);
+  set_grads(s.all(), 1);
+  try {
+    opt->step();
+    ADD_FAILURE() << "a graph-safe step without device learning rates ran";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("load_learning_rates"), std::string::npos) << e.what();
+  }
+  // A group mixing float32 and float64 has no fused (graph-safe) update.
+  std::vector<torch::Tensor> mixed{torch::randn({3}).requires_grad_(true),
+                                   torch::randn({2}, torch::kFloat64).requires_grad_(true)};
+  FusedAdamW mixed_opt(mixed, optim::AdamWOptions(0.1));
+  mixed_opt.set_graph_safe(true);
+  mixed_opt.load_learning_rates();
+  set_grads(mixed, 1);
+  try {
+    mixed_opt.step();
+    ADD_FAILURE() << "a mixed group ran in graph-safe mode";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("parameter group 0"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
