@@ -1,9 +1,11 @@
 // The classification trainer's options end to end through `scenic train`: gradient
 // accumulation equals the big batch, EMA weights are what evaluation (and `scenic
 // eval`) use, mixup/CutMix and bf16 autocast run, TensorBoard event files hold the same
-// scalars as metrics.jsonl (read back by the real tensorboard package), and `scenic
-// plot` draws the curves.
+// scalars as metrics.jsonl (read back by the real tensorboard package), `scenic plot`
+// draws the curves, and `cuda_graph` is refused off CUDA (and, on a GPU, trains as the
+// eager step does).
 #include <gtest/gtest.h>
+#include <torch/cuda.h>
 #include <torch/torch.h>
 
 #include <filesystem>
@@ -134,6 +136,27 @@ TEST_F(TrainerFeaturesE2E, TensorBoardHoldsTheMetricsAndPlotDrawsThem) {
   auto bad = run_scenic("plot --workdir " + wd + " --metrics nope");
   EXPECT_NE(bad.status, 0);
   EXPECT_CONTAINS(bad.output, "no metric 'nope'");
+}
+
+TEST_F(TrainerFeaturesE2E, CudaGraphIsRefusedOnTheCpuAndMatchesEagerOnAGpu) {
+  const std::string adamw = "--config.optimizer_configs.optimizer=adamw --config.optimizer_configs.weight_decay=0.1 ";
+  auto cpu = train(tmp_.file("cpu"), adamw + "--config.device=cpu --config.cuda_graph=true");
+  EXPECT_NE(cpu.status, 0);
+  EXPECT_CONTAINS(cpu.output, "config key 'cuda_graph': CUDA graphs need a CUDA device");
+  auto sgd = train(tmp_.file("sgd"), "--config.device=cuda --config.cuda_graph=true");
+  EXPECT_NE(sgd.status, 0);  // no GPU here, or (on a GPU) adam has no graph-safe update
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "the captured run needs a GPU";
+  EXPECT_CONTAINS(sgd.output, "needs optimizer_configs.optimizer 'adamw'");
+  const auto eager = tmp_.file("eager"), graph = tmp_.file("graph");
+  auto e = train(eager, adamw + "--config.device=cuda");
+  ASSERT_EQ(e.status, 0) << e.output;
+  auto g = train(graph, adamw + "--config.device=cuda --config.cuda_graph=true");
+  ASSERT_EQ(g.status, 0) << g.output;
+  auto a = params_of(eager + "/checkpoints/checkpoint_10"), b = params_of(graph + "/checkpoints/checkpoint_10");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [k, v] : a) EXPECT_TRUE(torch::allclose(v, b.at(k), 1e-4, 1e-5)) << k;
+  EXPECT_NEAR(lines_of(read_metrics(graph), "test")[0]["loss"].get<double>(),
+              lines_of(read_metrics(eager), "test")[0]["loss"].get<double>(), 1e-4);
 }
 
 // Transfer from a big_vision/AugReg-style .npz (the ViT fixture written by real Flax,

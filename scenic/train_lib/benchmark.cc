@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <sstream>
 
 #if __has_include(<c10/cuda/CUDACachingAllocator.h>) && __has_include(<cuda_runtime_api.h>)
@@ -24,6 +25,8 @@
 #include "scenic/common_lib/flop_counter.h"
 #include "scenic/model_lib/layers/dense.h"
 #include "scenic/train_lib/batch_split.h"
+#include "scenic/train_lib/cuda_graph_step.h"
+#include "scenic/train_lib/fused_adamw.h"
 #include "scenic/train_lib/optimizers.h"
 #include "scenic/train_lib/setup.h"
 #include "scenic/train_lib/train_utils.h"
@@ -261,6 +264,35 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
     max_grad_norm = config.get_optional<double>("max_grad_norm");
     l2_grads_sum = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat64).device(device));
   }
+  auto train_loss = [&](const dataset::Batch& slice) {
+    torch::Tensor y;
+    {
+      AutocastScope scope(autocast == "bfloat16", device.type());
+      y = network->forward(slice.at("inputs"));
+    }
+    y = y.to(torch::kFloat32);
+    return std::make_pair(model.loss_function(y, slice, network.get()), y);
+  };
+  // `cuda_graph: true`: the train step captured once (after the warm-up steps it needs)
+  // and replayed, as the classification trainer runs it (cuda_graph_step.h).
+  std::optional<GraphedStep> graphed;
+  if (config.get<bool>("cuda_graph", false)) {
+    if (!train) throw Error("config key 'cuda_graph' captures the training step: use it with --mode train");
+    if (o.warmup_steps < 2)
+      throw Error("bench: --warmup_steps must be >= 2 with cuda_graph (eager warm-up steps, then the capture)");
+    enable_cuda_graph(*optimizer, device).load_learning_rates();  // a constant learning rate here
+    graphed.emplace(
+        [&](const dataset::Batch& b) {
+          optimizer->zero_grad();
+          auto [loss, out] = train_loss(b);
+          loss.backward();
+          auto grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
+                                         : global_norm(grads_of(params));
+          optimizer->step();
+          return std::vector<torch::Tensor>{loss.detach(), out.detach(), grad_norm};
+        },
+        device, std::min<int64_t>(3, o.warmup_steps - 1));  // captured within the warm-up
+  }
 
   // One step as classification_train / evaluate run it, minus data loading.
   auto step = [&] {
@@ -274,21 +306,17 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
       metrics.add(metrics_fn(out.to(torch::kFloat32), batch));
       return;
     }
-    optimizer->zero_grad();
-    auto [loss, out] = accumulate_gradients_split(batch, r.batch_split, [&](const dataset::Batch& slice) {
-      torch::Tensor y;
-      {
-        AutocastScope scope(autocast == "bfloat16", device.type());
-        y = network->forward(slice.at("inputs"));
-      }
-      y = y.to(torch::kFloat32);
-      return std::make_pair(model.loss_function(y, slice, network.get()), y);
-    });
-    std::vector<torch::Tensor> grads;
-    if (!max_grad_norm)
-      for (const auto& p : params) grads.push_back(p.grad());
-    auto grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm) : global_norm(grads);
-    optimizer->step();
+    torch::Tensor loss, out, grad_norm;
+    if (graphed) {
+      const auto outs = (*graphed)(batch);
+      loss = outs[0], out = outs[1], grad_norm = outs[2];
+    } else {
+      optimizer->zero_grad();
+      auto acc = accumulate_gradients_split(batch, r.batch_split, train_loss);
+      loss = acc.loss, out = acc.outputs;
+      grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm) : global_norm(grads_of(params));
+      optimizer->step();
+    }
     metrics.add(metrics_fn(out, batch));
     l2_grads_sum.add_(grad_norm.detach());
     last_loss = loss.detach();

@@ -16,7 +16,9 @@
 // models run in full while counted), so where a model skips work nothing reads (ViT's
 // token classifier), achieved GFLOP/s is model FLOP/s, as in MFU figures. Peak RSS is the process's high-water mark from getrusage
 // after resetting it (/proc/self/clear_refs) once the setup is done; on CUDA also the
-// peak bytes the caching allocator handed out during the steps.
+// peak bytes the caching allocator handed out during the steps. With `cuda_graph: true`
+// (CUDA, train mode, adamw) the step is captured during the warm-up steps and replayed
+// in the timed ones, as the classification trainer does.
 #pragma once
 
 #include <nlohmann/json.hpp>

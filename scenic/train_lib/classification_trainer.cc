@@ -9,8 +9,10 @@
 #include "scenic/common_lib/logging.h"
 #include "scenic/dataset_lib/mixup.h"
 #include "scenic/train_lib/batch_split.h"
+#include "scenic/train_lib/cuda_graph_step.h"
 #include "scenic/train_lib/device_prefetch.h"
 #include "scenic/train_lib/ema.h"
+#include "scenic/train_lib/fused_adamw.h"
 #include "scenic/train_lib/grad_accumulation.h"
 #include "scenic/train_lib/gradient_all_reducer.h"
 #include "scenic/train_lib/lr_schedules.h"
@@ -95,6 +97,12 @@ TrainResult classification_train(TrainerContext& ctx) {
   const std::string autocast = config.get<std::string>("autocast_dtype", "float32");
   if (autocast != "float32" && autocast != "bfloat16")
     throw Error("config key 'autocast_dtype' must be 'float32' or 'bfloat16', not '" + autocast + "'");
+  // `cuda_graph: true`: the step (forward, loss, backward, clipping, update) captured
+  // once and replayed (cuda_graph_step.h); the optimizer then reads its learning rate
+  // from the device.
+  FusedAdamW* graph_adamw = config.get<bool>("cuda_graph", false)
+                                ? &enable_cuda_graph(*optimizer, device, accum_steps, dist.is_distributed())
+                                : nullptr;
   std::unique_ptr<Ema> ema;
   if (auto decay = config.get_optional<double>("ema.decay"))
     ema = std::make_unique<Ema>(*network, EmaOptions{*decay, config.get<bool>("ema.warmup", false), true});
@@ -140,6 +148,29 @@ TrainResult classification_train(TrainerContext& ctx) {
   auto train_iter = prefetch_to_device(dataset.train_iter(start_step), device, prefetch_options);
   network->train();
   MetricsAccumulator train_metrics;
+  auto micro_loss = [&](const dataset::Batch& micro) {
+    torch::Tensor out;
+    {
+      AutocastScope autocast_scope(autocast == "bfloat16", device);
+      out = network->forward(micro.at("inputs"));
+    }
+    out = out.to(torch::kFloat32);
+    return std::make_pair(model.loss_function(out, micro, network.get()), out);
+  };
+  std::optional<GraphedStep> graphed;
+  if (graph_adamw != nullptr) {
+    graphed.emplace(
+        [&](const dataset::Batch& batch) {
+          optimizer->zero_grad();  // to None: the captured backward allocates them in the graph's pool
+          auto [loss, logits] = micro_loss(batch);
+          loss.backward();
+          torch::Tensor grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
+                                                  : global_norm(grads_of(params));
+          optimizer->step();
+          return std::vector<torch::Tensor>{loss.detach(), logits.detach(), grad_norm};
+        },
+        device);
+  }
 
   for (int64_t step = start_step + 1; step <= loop.total_steps(); ++step) {
     const bool summary_due = loop.summary_due(step);
@@ -153,38 +184,6 @@ TrainResult classification_train(TrainerContext& ctx) {
     if (mixup.enabled()) apply_mixup(mixup, b, meta.num_classes, step);
     if (step == start_step + 1 && ctx.summary != nullptr)
       ctx.summary->image(step, "train_inputs", common::image_grid(b.at("inputs")));
-    optimizer->zero_grad();
-    auto micro_loss = [&](const dataset::Batch& micro) {
-      torch::Tensor out;
-      {
-        AutocastScope autocast_scope(autocast == "bfloat16", device);
-        out = network->forward(micro.at("inputs"));
-      }
-      out = out.to(torch::kFloat32);
-      return std::make_pair(model.loss_function(out, micro, network.get()), out);
-    };
-    // On a multi-core CPU, one process, no accumulation: the batch split over the threads.
-    const int64_t slices = accum_steps == 1 && !dist.is_distributed()
-                               ? train_split_slices(*network, b, at::get_num_threads()) : 1;
-    AccumulatedStep acc;
-    if (slices > 1) {
-      acc = accumulate_gradients_split(b, slices, micro_loss);
-    } else {
-      // With accumulation, only the last micro-batch's backward communicates (DDP's
-      // no_sync): `no_sync` is dropped when the last micro-batch's forward starts,
-      // before accumulate_gradients runs its backward.
-      std::optional<GradientAllReducer::NoSync> no_sync;
-      if (accum_steps > 1) no_sync.emplace(reducer);
-      int64_t micro_index = 0;
-      acc = accumulate_gradients(b, accum_steps, [&](const dataset::Batch& micro) {
-        if (++micro_index == accum_steps) no_sync.reset();
-        return micro_loss(micro);
-      });
-    }
-    auto& [loss, logits] = acc;
-    reducer.finish();  // every rank now holds the mean gradient
-    torch::Tensor grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
-                                            : global_norm(grads_of(params));
     // l2_updates is measured on the step that writes the summary (one copy of the
     // parameters on that step only), not averaged over the window as in Scenic.
     std::vector<torch::Tensor> before;
@@ -192,7 +191,36 @@ TrainResult classification_train(TrainerContext& ctx) {
       torch::NoGradGuard no_grad;
       for (const auto& p : params) before.push_back(p.detach().clone());
     }
-    optimizer->step();
+    torch::Tensor loss, logits, grad_norm;
+    if (graphed) {
+      graph_adamw->load_learning_rates();
+      auto out = (*graphed)(b);  // static tensors, overwritten by the next step
+      loss = out[0], logits = out[1], grad_norm = out[2];
+    } else {
+      optimizer->zero_grad();
+      // On a multi-core CPU, one process, no accumulation: the batch split over the threads.
+      const int64_t slices = accum_steps == 1 && !dist.is_distributed()
+                                 ? train_split_slices(*network, b, at::get_num_threads()) : 1;
+      AccumulatedStep acc;
+      if (slices > 1) {
+        acc = accumulate_gradients_split(b, slices, micro_loss);
+      } else {
+        // With accumulation, only the last micro-batch's backward communicates (DDP's
+        // no_sync): `no_sync` is dropped when the last micro-batch's forward starts,
+        // before accumulate_gradients runs its backward.
+        std::optional<GradientAllReducer::NoSync> no_sync;
+        if (accum_steps > 1) no_sync.emplace(reducer);
+        int64_t micro_index = 0;
+        acc = accumulate_gradients(b, accum_steps, [&](const dataset::Batch& micro) {
+          if (++micro_index == accum_steps) no_sync.reset();
+          return micro_loss(micro);
+        });
+      }
+      loss = acc.loss, logits = acc.outputs;
+      reducer.finish();  // every rank now holds the mean gradient
+      grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm) : global_norm(grads_of(params));
+      optimizer->step();
+    }
     if (ema) ema->update(step - 1);
     train_metrics.add(metrics_fn(logits, b));
     loop.step_finished(step, loss, grad_norm);

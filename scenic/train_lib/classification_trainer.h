@@ -6,7 +6,9 @@
 // (over `accum_steps` micro-batches, equal to one big batch), optional global-norm
 // clipping (`max_grad_norm`; more clipping methods in optimizer_configs.grad_clip), the
 // optimizer update with the scheduled learning rate, and an EMA of the weights
-// (`ema.decay`, `ema.warmup`) that evaluation then uses.
+// (`ema.decay`, `ema.warmup`) that evaluation then uses. On CUDA, `cuda_graph: true`
+// captures that step (forward to update, with adamw) once and replays it
+// (cuda_graph_step.h).
 // Train summaries every `log_summary_steps`: the model's metrics plus learning_rate,
 // l2_grads, l2_params, l2_updates and Chrono's timing (examples/s, per core,
 // core-hours, kept across resumes). Evaluation on `valid` every `log_eval_steps` (with
