@@ -127,7 +127,8 @@ TrainResult classification_train(TrainerContext& ctx) {
   int64_t num_params = 0;
   for (const auto& p : network->parameters()) num_params += p.numel();
   ctx.finish_setup();
-  loop.log_start(config.get<std::string>("model_name"), num_params);
+  loop.log_start(config.get<std::string>("model_name"), num_params,
+                 graph_adamw != nullptr ? " (training step captured as a CUDA graph)" : "");
 
   auto run_eval = [&](const std::string& split, int64_t step) {
     loop.before_eval();

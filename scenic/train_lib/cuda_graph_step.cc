@@ -145,7 +145,10 @@ std::vector<torch::Tensor> GraphedStep::operator()(const dataset::Batch& batch) 
   {
     NoAutocastCache no_cache;
     c10::cuda::CUDAStreamGuard guard(c.side);
-    c.graph.capture_begin();
+    // Thread-local mode: the device prefetcher's thread keeps copying the next batch on
+    // its own stream (and synchronizing it) during the capture; in the default global
+    // mode those calls would invalidate the capture.
+    c.graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
     try {
       outputs_ = fn_(static_);
     } catch (const std::exception& e) {
