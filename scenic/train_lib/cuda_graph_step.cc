@@ -16,6 +16,7 @@
 #if __has_include(<ATen/cuda/CUDAGraph.h>) && __has_include(<cuda_runtime_api.h>)
 #define SCENIC_HAVE_CUDA_GRAPHS 1
 #include <ATen/cuda/CUDAEvent.h>
+#include <ATen/cuda/CUDAGeneratorImpl.h>
 #include <ATen/cuda/CUDAGraph.h>
 #include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -148,6 +149,10 @@ std::vector<torch::Tensor> GraphedStep::operator()(const dataset::Batch& batch) 
     // Thread-local mode: the device prefetcher's thread keeps copying the next batch on
     // its own stream (and synchronizing it) during the capture; in the default global
     // mode those calls would invalidate the capture.
+    // Dropout's philox offsets advance on every replay only for generators registered
+    // with the graph; LibTorch 2.11's capture_begin registers the default one itself,
+    // newer versions leave it to the caller (registering twice is harmless).
+    c.graph.register_generator_state(at::cuda::detail::getDefaultCUDAGenerator(c.index));
     c.graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
     try {
       outputs_ = fn_(static_);
