@@ -11,6 +11,9 @@
 #                    [--gemm_backend auto|aten,onednn]   (scenic once per backend; default auto)
 #                    [--autocast bf16]   (the forward in bfloat16 under autocast: scenic's
 #                                         autocast_dtype, torch.autocast; no JAX reference)
+#                    [--cuda_graph]      (on a GPU: train rows of the AdamW cases, ViT and
+#                                         Mixer, run scenic once more with cuda_graph: true,
+#                                         shown as gemm "<backend>+graph")
 #
 # JAX is not in .venv (the build's and tests' environment stays torch-only): on first
 # use this script makes a separate virtual environment .venv-bench and installs
@@ -33,6 +36,7 @@ REPEAT=1
 OUT=/tmp/scenic_compare.jsonl
 GEMM=auto
 AUTOCAST=none
+CUDA_GRAPH=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --cases) CASES=$2; shift 2 ;;
@@ -45,6 +49,7 @@ while [ $# -gt 0 ]; do
     --out) OUT=$2; shift 2 ;;
     --gemm_backend) GEMM=$2; shift 2 ;;
     --autocast) AUTOCAST=$2; shift 2 ;;
+    --cuda_graph) CUDA_GRAPH=1; shift ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -54,6 +59,9 @@ case "$AUTOCAST" in
   bf16) if [ "$JAX" = 1 ]; then echo "--autocast bf16: the JAX references run float32 only; skipping JAX" >&2; JAX=0; fi ;;
   *) echo "--autocast: expected none or bf16, got '$AUTOCAST'" >&2; exit 2 ;;
 esac
+if [ "$CUDA_GRAPH" = 1 ] && ! .venv/bin/python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "--cuda_graph: no GPU here (CUDA graphs capture CUDA work only)" >&2; exit 2
+fi
 [ -x build/scenic ] || scripts/build.sh --target scenic
 # XLA's CPU backend sizes its own thread pool; --threads 1 pins it to one thread too
 # (for other counts it keeps XLA's default, all cores). An XLA_FLAGS in the environment wins.
@@ -122,6 +130,11 @@ run_case() {  # name mode
   for g in ${GEMM//,/ }; do
     build/scenic bench "${scenic[@]}" --config.gemm_backend="$g" |
       python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); r['impl']='scenic'; print(json.dumps(r))" >>"$OUT"
+    # The step captured as a CUDA graph (cuda_graph_step.h; AdamW cases only).
+    if [ "$CUDA_GRAPH" = 1 ] && [ "$mode" = train ] && [ "$kind" != resnet ]; then
+      build/scenic bench "${scenic[@]}" --config.gemm_backend="$g" --config.cuda_graph=true |
+        python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); r['impl']='scenic'; r['gemm_backend'] += '+graph'; print(json.dumps(r))" >>"$OUT"
+    fi
   done
   .venv/bin/python "bench/reference/${kind}_torch.py" "${ref[@]}" "${torch_extra[@]}" --threads "$THREADS" |
     python3 -c "import json,sys; r=json.loads(sys.stdin.read()); r.update(json.loads('$tag')); print(json.dumps(r))" >>"$OUT"
