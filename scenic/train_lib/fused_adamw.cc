@@ -134,10 +134,19 @@ void FusedAdamW::load_learning_rates() {
 void FusedAdamW::sync_step_counts() const {
   // state_ maps a parameter to its state through a unique_ptr, so the state itself is
   // writable here; only the cached count changes, to the value the device holds.
+  if (step_tensors_.empty()) return;
+  std::vector<const void*> keys;
+  std::vector<torch::Tensor> steps;
   for (const auto& [key, step] : step_tensors_) {
-    auto it = state_.find(const_cast<void*>(key));
-    if (it == state_.end()) continue;
-    static_cast<torch::optim::AdamWParamState&>(*it->second).step(static_cast<int64_t>(step.item<double>()));
+    keys.push_back(key);
+    steps.push_back(step.reshape({1}));
+  }
+  const auto host = torch::cat(steps).to(torch::kCPU, torch::kFloat64);  // one device sync for all
+  const auto* counts = host.data_ptr<double>();
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto it = state_.find(const_cast<void*>(keys[i]));
+    if (it != state_.end())
+      static_cast<torch::optim::AdamWParamState&>(*it->second).step(static_cast<int64_t>(counts[i]));
   }
 }
 
