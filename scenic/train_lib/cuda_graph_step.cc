@@ -146,13 +146,13 @@ std::vector<torch::Tensor> GraphedStep::operator()(const dataset::Batch& batch) 
   {
     NoAutocastCache no_cache;
     c10::cuda::CUDAStreamGuard guard(c.side);
-    // Thread-local mode: the device prefetcher's thread keeps copying the next batch on
-    // its own stream (and synchronizing it) during the capture; in the default global
-    // mode those calls would invalidate the capture.
     // Dropout's philox offsets advance on every replay only for generators registered
     // with the graph; LibTorch 2.11's capture_begin registers the default one itself,
     // newer versions leave it to the caller (registering twice is harmless).
     c.graph.register_generator_state(at::cuda::detail::getDefaultCUDAGenerator(c.index));
+    // Thread-local mode: the device prefetcher's thread keeps copying the next batch on
+    // its own stream (and synchronizing it) during the capture; in the default global
+    // mode those calls would invalidate the capture.
     c.graph.capture_begin({0, 0}, cudaStreamCaptureModeThreadLocal);
     try {
       outputs_ = fn_(static_);
