@@ -281,17 +281,8 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
     if (o.warmup_steps < 2)
       throw Error("bench: --warmup_steps must be >= 2 with cuda_graph (eager warm-up steps, then the capture)");
     enable_cuda_graph(*optimizer, device).load_learning_rates();  // a constant learning rate here
-    graphed.emplace(
-        [&](const dataset::Batch& b) {
-          optimizer->zero_grad();
-          auto [loss, out] = train_loss(b);
-          loss.backward();
-          auto grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
-                                         : global_norm(grads_of(params));
-          optimizer->step();
-          return std::vector<torch::Tensor>{loss.detach(), out.detach(), grad_norm};
-        },
-        device, std::min<int64_t>(3, o.warmup_steps - 1));  // captured within the warm-up
+    graphed.emplace(capturable_train_step(*optimizer, params, max_grad_norm, train_loss), device,
+                    std::min<int64_t>(3, o.warmup_steps - 1));  // captured within the warm-up
   }
 
   // One step as classification_train / evaluate run it, minus data loading.
@@ -314,7 +305,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
       optimizer->zero_grad();
       auto acc = accumulate_gradients_split(batch, r.batch_split, train_loss);
       loss = acc.loss, out = acc.outputs;
-      grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm) : global_norm(grads_of(params));
+      grad_norm = clip_or_measure_grads(params, max_grad_norm);
       optimizer->step();
     }
     metrics.add(metrics_fn(out, batch));

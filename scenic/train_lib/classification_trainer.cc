@@ -160,17 +160,7 @@ TrainResult classification_train(TrainerContext& ctx) {
   };
   std::optional<GraphedStep> graphed;
   if (graph_adamw != nullptr) {
-    graphed.emplace(
-        [&](const dataset::Batch& batch) {
-          optimizer->zero_grad();  // to None: the captured backward allocates them in the graph's pool
-          auto [loss, logits] = micro_loss(batch);
-          loss.backward();
-          torch::Tensor grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
-                                                  : global_norm(grads_of(params));
-          optimizer->step();
-          return std::vector<torch::Tensor>{loss.detach(), logits.detach(), grad_norm};
-        },
-        device);
+    graphed.emplace(capturable_train_step(*optimizer, params, max_grad_norm, micro_loss), device);
   }
 
   for (int64_t step = start_step + 1; step <= loop.total_steps(); ++step) {
@@ -219,7 +209,7 @@ TrainResult classification_train(TrainerContext& ctx) {
       }
       loss = acc.loss, logits = acc.outputs;
       reducer.finish();  // every rank now holds the mean gradient
-      grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm) : global_norm(grads_of(params));
+      grad_norm = clip_or_measure_grads(params, max_grad_norm);
       optimizer->step();
     }
     if (ema) ema->update(step - 1);

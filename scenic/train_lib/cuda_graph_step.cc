@@ -10,6 +10,7 @@
 
 #include "scenic/common_lib/errors.h"
 #include "scenic/train_lib/fused_adamw.h"
+#include "scenic/train_lib/optimizers.h"
 
 // The graph API comes with torch_cuda's headers, present when torch's CMake config found
 // the CUDA toolkit (on the build machine even without a GPU).
@@ -195,6 +196,19 @@ FusedAdamW& enable_cuda_graph(torch::optim::Optimizer& optimizer, const torch::D
                 "learning rate from the device); the configured optimizer has no graph-safe update");
   adamw->set_graph_safe(true);
   return *adamw;
+}
+
+GraphedStep::Fn capturable_train_step(torch::optim::Optimizer& optimizer, std::vector<torch::Tensor> params,
+                                      std::optional<double> max_grad_norm, MicrobatchLossFn loss_fn) {
+  return [&optimizer, params = std::move(params), max_grad_norm, loss_fn = std::move(loss_fn)](
+             const dataset::Batch& batch) {
+    optimizer.zero_grad();
+    auto [loss, outputs] = loss_fn(batch);
+    loss.backward();
+    auto grad_norm = clip_or_measure_grads(params, max_grad_norm);
+    optimizer.step();
+    return std::vector<torch::Tensor>{loss.detach(), outputs.detach(), grad_norm};
+  };
 }
 
 }  // namespace scenic::train

@@ -37,9 +37,11 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "scenic/dataset_lib/dataset.h"
+#include "scenic/train_lib/grad_accumulation.h"
 
 namespace torch::optim {
 class Optimizer;
@@ -66,8 +68,6 @@ class GraphedStep {
   // True once the step runs as a graph (CUDA, after the warm-up calls).
   bool captured() const;
   int64_t calls() const { return calls_; }
-  // The static inputs the step reads (after the first call).
-  const dataset::Batch& static_inputs() const { return static_; }
 
  private:
   void copy_in(const dataset::Batch& batch);
@@ -88,5 +88,12 @@ class GraphedStep {
 // step. Throws scenic::Error naming the config key otherwise.
 FusedAdamW& enable_cuda_graph(torch::optim::Optimizer& optimizer, const torch::Device& device,
                               int64_t accum_steps = 1, bool distributed = false);
+
+// The training step that the trainer and `scenic bench` capture: gradients set to None
+// (so the captured backward allocates them in the graph's pool), `loss_fn` on the batch,
+// backward, clip_or_measure_grads, the optimizer's update. Returns {loss, outputs,
+// gradient norm before clipping}, detached. `optimizer` must outlive the step.
+GraphedStep::Fn capturable_train_step(torch::optim::Optimizer& optimizer, std::vector<torch::Tensor> params,
+                                      std::optional<double> max_grad_norm, MicrobatchLossFn loss_fn);
 
 }  // namespace scenic::train

@@ -86,7 +86,8 @@ std::unique_ptr<FusedAdamW> adamw_for(Mlp& m) {
   return std::make_unique<FusedAdamW>(m.net->parameters(), torch::optim::AdamWOptions(0.0078125).weight_decay(0.1));
 }
 
-// One training step: forward, loss, backward, clip at norm 1 (which binds here), update.
+// One training step written out (the reference for capturable_train_step): forward,
+// loss, backward, clip at norm 1 (which binds here), update.
 std::vector<torch::Tensor> train_step(Mlp& m, torch::optim::Optimizer& opt, const dataset::Batch& b) {
   opt.zero_grad();
   auto logits = m.net->forward(b.at("inputs"));
@@ -97,7 +98,8 @@ std::vector<torch::Tensor> train_step(Mlp& m, torch::optim::Optimizer& opt, cons
   return {loss.detach(), logits.detach(), norm};
 }
 
-// `graphed`: GraphedStep with a graph-safe FusedAdamW; else the plain eager loop.
+// `graphed`: GraphedStep over capturable_train_step with a graph-safe FusedAdamW; else
+// the plain eager loop.
 // Learning rates that float32 holds exactly change every step (a schedule).
 std::vector<std::vector<torch::Tensor>> run(const torch::Device& device, bool graphed, int steps,
                                             std::vector<torch::Tensor>* params_out, bool* captured = nullptr) {
@@ -106,7 +108,11 @@ std::vector<std::vector<torch::Tensor>> run(const torch::Device& device, bool gr
   std::optional<GraphedStep> step;
   if (graphed) {
     opt->set_graph_safe(true);
-    step.emplace([&](const dataset::Batch& b) { return train_step(m, *opt, b); }, device, 2);
+    auto loss_fn = [&](const dataset::Batch& b) {
+      auto logits = m.net->forward(b.at("inputs"));
+      return std::make_pair(torch::nn::functional::cross_entropy(logits, b.at("label")), logits);
+    };
+    step.emplace(capturable_train_step(*opt, m.net->parameters(), 1.0, loss_fn), device, 2);
   }
   std::vector<std::vector<torch::Tensor>> outs;
   for (int k = 0; k < steps; ++k) {

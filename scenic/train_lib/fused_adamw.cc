@@ -83,15 +83,8 @@ torch::Tensor FusedAdamW::step(LossClosure closure) {
       exp_avgs.push_back(s.exp_avg());
       exp_avg_sqs.push_back(s.exp_avg_sq());
       if (o.amsgrad()) max_exp_avg_sqs.push_back(s.max_exp_avg_sq());
-      if (graph_safe_) {  // this parameter's own count, incremented on the device below
-        auto& step = step_tensors_[p.unsafeGetTensorImpl()];
-        if (!step.defined())
-          step = torch::full({}, static_cast<double>(s.step()),
-                             torch::TensorOptions().dtype(torch::kFloat32).device(p.device()));
-        steps.push_back(step);
-        continue;
-      }
-      auto& step = step_tensors[s.step()];
+      // Graph-safe: this parameter's own count, incremented on the device below.
+      auto& step = graph_safe_ ? step_tensors_[p.unsafeGetTensorImpl()] : step_tensors[s.step()];
       if (!step.defined())
         step = torch::full({}, static_cast<double>(s.step()),
                            torch::TensorOptions().dtype(torch::kFloat32).device(p.device()));

@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <sstream>
+#include <string>
 #include <vector>
 
 #include "scenic/common_lib/errors.h"
@@ -65,6 +66,25 @@ void expect_close(const std::vector<torch::Tensor>& x, const std::vector<torch::
                                                        << (x[i] - y[i]).abs().max().item<double>();
 }
 
+// An optimizer's checkpoint section, and loading one.
+std::string saved(const optim::Optimizer& opt) {
+  std::stringstream buf;
+  torch::serialize::OutputArchive out;
+  opt.save(out);
+  out.save_to(buf);
+  return buf.str();
+}
+void load_saved(optim::Optimizer& opt, const std::string& bytes) {
+  std::istringstream buf(bytes);
+  torch::serialize::InputArchive in;
+  in.load_from(buf);
+  opt.load(in);
+}
+void copy_values(const Params& from, const Params& to) {
+  torch::NoGradGuard no_grad;
+  for (size_t i = 0; i < from.all().size(); ++i) to.all()[i].copy_(from.all()[i]);
+}
+
 void expect_same_steps(torch::ScalarType dtype, bool amsgrad, double tol) {
   auto ref = make_params(dtype), fused = make_params(dtype);
   auto ref_opt = make_opt<optim::AdamW>(ref, amsgrad);
@@ -100,20 +120,9 @@ TEST(FusedAdamW, CheckpointsLoadAcrossAdamWAndFusedAdamW) {
     fused_opt->step();
   }
   // FusedAdamW's state into a plain AdamW over a copy of the parameters.
-  std::stringstream buf;
-  {
-    torch::serialize::OutputArchive out;
-    fused_opt->save(out);
-    out.save_to(buf);
-  }
-  {
-    torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < ref.all().size(); ++i) ref.all()[i].copy_(fused.all()[i]);
-  }
+  copy_values(fused, ref);
   auto ref_opt = make_opt<optim::AdamW>(ref, false);
-  torch::serialize::InputArchive in;
-  in.load_from(buf);
-  ref_opt->load(in);
+  load_saved(*ref_opt, saved(*fused_opt));
   for (int k = 4; k <= 5; ++k) {
     set_grads(ref.all(), k);
     set_grads(fused.all(), k);
@@ -219,34 +228,18 @@ TEST(FusedAdamW, GraphSafeCheckpointsCarryTheDeviceCounts) {
     set_grads(safe.all(), k);
     safe_opt->step();
   }
-  std::stringstream buf;
-  {
-    torch::serialize::OutputArchive out;
-    safe_opt->save(out);
-    out.save_to(buf);
-  }
-  {
-    torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < ref.all().size(); ++i) ref.all()[i].copy_(safe.all()[i]);
-  }
-  torch::serialize::InputArchive in;
-  in.load_from(buf);
-  ref_opt->load(in);  // a default-mode optimizer reads the true counts
+  const std::string checkpoint = saved(*safe_opt);
+  copy_values(safe, ref);
+  load_saved(*ref_opt, checkpoint);  // a default-mode optimizer reads the true counts
   EXPECT_EQ(step_count(*ref_opt, ref.all()[0]), 3);
   EXPECT_EQ(step_count(*ref_opt, ref.all()[1]), 2);
 
   // And back into a fresh graph-safe optimizer, which continues at those counts.
   auto resumed = make_params();
-  {
-    torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < ref.all().size(); ++i) resumed.all()[i].copy_(safe.all()[i]);
-  }
+  copy_values(safe, resumed);
   auto resumed_opt = make_exact_lr_opt<FusedAdamW>(resumed);
   resumed_opt->set_graph_safe(true);
-  torch::serialize::InputArchive in2;
-  buf.seekg(0);
-  in2.load_from(buf);
-  resumed_opt->load(in2);
+  load_saved(*resumed_opt, checkpoint);
   resumed_opt->load_learning_rates();
   for (int k = 4; k <= 5; ++k) {
     set_grads(ref.all(), k);

@@ -457,4 +457,12 @@ torch::Tensor clip_grad_global_norm(const std::vector<torch::Tensor>& params, do
   return norm;
 }
 
+torch::Tensor clip_or_measure_grads(const std::vector<torch::Tensor>& params, const std::optional<double>& max_norm) {
+  if (max_norm) return clip_grad_global_norm(params, *max_norm);
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params)
+    if (p.defined() && p.grad().defined()) grads.push_back(p.grad());
+  return global_norm(grads);
+}
+
 }  // namespace scenic::train

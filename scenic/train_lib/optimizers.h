@@ -63,6 +63,7 @@
 #include <torch/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -106,5 +107,10 @@ torch::Tensor global_norm(const std::vector<torch::Tensor>& tensors);
 // tensor, without synchronizing with the device. Parameters without a gradient are
 // skipped.
 torch::Tensor clip_grad_global_norm(const std::vector<torch::Tensor>& params, double max_norm);
+
+// A trainer's `max_grad_norm` step: clip_grad_global_norm when `max_norm` is set, else
+// only the global norm of the gradients (for the l2_grads summary). Either way the norm
+// before clipping, without a device sync.
+torch::Tensor clip_or_measure_grads(const std::vector<torch::Tensor>& params, const std::optional<double>& max_norm);
 
 }  // namespace scenic::train

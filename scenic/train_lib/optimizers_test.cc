@@ -347,6 +347,13 @@ TEST(OptimizersTest, ClipGradGlobalNorm) {
   EXPECT_NEAR(norm.item<float>(), 13.0f, 1e-6);
   EXPECT_EQ(params[0].grad()[1].item<float>(), 4.0f);
   EXPECT_EQ(params[1].grad()[0][0].item<float>(), 12.0f);
+
+  // The trainers' form: no max_grad_norm measures only; with one it clips.
+  params = make();
+  EXPECT_NEAR(clip_or_measure_grads(params, std::nullopt).item<float>(), 13.0f, 1e-6);
+  EXPECT_EQ(params[1].grad()[0][0].item<float>(), 12.0f);
+  EXPECT_NEAR(clip_or_measure_grads(params, 6.5).item<float>(), 13.0f, 1e-6);
+  EXPECT_NEAR(params[1].grad()[0][0].item<float>(), 6.0f, 1e-6);
 }
 
 // ---------------------------------------------------------------------------------

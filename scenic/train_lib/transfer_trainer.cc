@@ -283,8 +283,7 @@ TrainResult transfer_train(TrainerContext& ctx) {
     auto loss = model.loss_function(logits, b, network.get());
     loss.backward();
     reducer.finish();
-    torch::Tensor grad_norm = max_grad_norm ? clip_grad_global_norm(params, *max_grad_norm)
-                                            : global_norm(grads_of(params));
+    torch::Tensor grad_norm = clip_or_measure_grads(params, max_grad_norm);
     optimizer->step();
     train_metrics.add(metrics_fn(logits.detach(), b));
     loop.step_finished(step, loss, grad_norm);
