@@ -5,6 +5,7 @@
 #include "scenic/common_lib/errors.h"
 #include "scenic/model_lib/layers/batch_norm_act.h"
 #include "scenic/model_lib/layers/initializers.h"
+#include "scenic/model_lib/layers/pointwise_conv.h"
 
 namespace scenic::baselines {
 
@@ -66,6 +67,17 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride, int64
   return c;
 }
 
+// A 1x1 convolution runs as a matrix product where its weights outweigh its activations
+// (pointwise_conv.h); other kernels as they are.
+torch::Tensor run_conv(torch::nn::Conv2d& c, const torch::Tensor& x) {
+  const auto& o = c->options;
+  const auto* pad = std::get_if<torch::ExpandingArray<2>>(&o.padding());
+  if ((*o.kernel_size())[0] != 1 || (*o.kernel_size())[1] != 1 || (*o.stride())[0] != (*o.stride())[1] ||
+      pad == nullptr || (**pad)[0] != 0 || (**pad)[1] != 0 || (*o.dilation())[0] != 1 || o.groups() != 1)
+    return c->forward(x);
+  return model::conv1x1(x, c->weight, c->bias, (*o.stride())[0]);
+}
+
 FlaxBatchNorm bn(int64_t c, double scale_init = 1.0) {
   FlaxBatchNormOptions o;
   o.momentum = 0.9;
@@ -98,11 +110,11 @@ ResidualBlockImpl::ResidualBlockImpl(int64_t in_channels, int64_t filters, int64
 }
 
 torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) {
-  auto residual = proj_conv.is_empty() ? x : proj_bn(proj_conv(x));  // [B, C_out, H/s, W/s]
+  auto residual = proj_conv.is_empty() ? x : proj_bn(run_conv(proj_conv, x));  // [B, C_out, H/s, W/s]
   auto h = x;
-  if (!conv1.is_empty()) h = bn1->forward(conv1(h), {}, /*relu=*/true);  // [B, F, H, W]
-  auto y = bn2->forward(conv2(h), {}, /*relu=*/true);                    // [B, F, H/s, W/s]
-  return bn3->forward(conv3(y), residual, /*relu=*/true);  // relu(shortcut + bn3(...)): [B, C_out, H/s, W/s]
+  if (!conv1.is_empty()) h = bn1->forward(run_conv(conv1, h), {}, /*relu=*/true);  // [B, F, H, W]
+  auto y = bn2->forward(conv2(h), {}, /*relu=*/true);                           // [B, F, H/s, W/s]
+  return bn3->forward(run_conv(conv3, y), residual, /*relu=*/true);  // relu(shortcut + bn3(...)): [B, C_out, H/s, W/s]
 }
 
 ResNet::ResNet(const ResNetOptions& o) : options_(o) {

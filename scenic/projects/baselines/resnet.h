@@ -68,7 +68,8 @@ std::pair<std::vector<int64_t>, bool> resnet_block_sizes(int64_t num_layers);
 
 // One v1.5 block: [proj_conv 1x1/s + proj_bn] shortcut; bottleneck: conv1 1x1, bn1,
 // relu, conv2 3x3/s, bn2, relu, conv3 1x1 (4 * filters), bn3; basic: conv2 3x3/s, bn2,
-// relu, conv3 3x3 (filters), bn3; then relu(shortcut + y).
+// relu, conv3 3x3 (filters), bn3; then relu(shortcut + y). The 1x1 convolutions go
+// through model::conv1x1 (a matrix product where the weights outweigh the activations).
 class ResidualBlockImpl : public torch::nn::Module {
  public:
   ResidualBlockImpl(int64_t in_channels, int64_t filters, int64_t stride, bool bottleneck);
