@@ -6,8 +6,10 @@
 #include <sstream>
 
 #include "scenic/common_lib/errors.h"
+#include "scenic/common_lib/flop_counter.h"
 #include "scenic/model_lib/layers/bias_gelu.h"
 #include "scenic/model_lib/layers/dense.h"
+#include "scenic/model_lib/layers/fused_attention.h"
 #include "scenic/model_lib/layers/initializers.h"
 #include "scenic/model_lib/layers/random_masks.h"
 
@@ -57,6 +59,10 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
   const bool dropout = !deterministic && rate > 0.0;
   if (weights == nullptr &&
       !(dropout && (broadcast_dropout || rate >= 1.0 || mask_generator(q.device()).has_value()))) {
+    // Short sequences on an AVX-512 CPU: one fused kernel per head (fused_attention.h);
+    // ATen's op while FLOPs are counted (the counter reads it by name).
+    if (!mask.defined() && !dropout && !common::FlopCounter::active() && fused_attention_applies(q, k, v))
+      return fused_attention(q, k, v);
     // An undefined tensor is not "no mask" for SDPA: it must be nullopt.
     const auto attn_mask = mask.defined() ? std::optional<torch::Tensor>(mask) : std::nullopt;
     return at::scaled_dot_product_attention(q, k, v, attn_mask, dropout ? rate : 0.0);

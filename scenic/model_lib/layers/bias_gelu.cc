@@ -15,6 +15,8 @@
 
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
+
+#include "scenic/model_lib/layers/simd_exp.h"
 #define SCENIC_GELU_X86 1
 #endif
 
@@ -53,25 +55,6 @@ inline void gelu_scalar(float xf, float* out, float g, float* gy) {
   }
 }
 
-// exp(z) for z in [-87, 87] (callers clamp): z = n ln2 + r with |r| <= ln2/2 (ln2 split
-// in a high part exact in float and a low part), e^r by its degree-6 Taylor polynomial
-// (truncation r^7/7! < 1.2e-7 relative), 2^n built in the exponent field.
-__attribute__((target("avx2,fma"))) inline __m256 exp_avx2(__m256 z) {
-  const __m256 n = _mm256_round_ps(_mm256_mul_ps(z, _mm256_set1_ps(1.44269504088896341f)),
-                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), z);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-  __m256 p = _mm256_set1_ps(1.f / 720.f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
-  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
-}
-
 // s = sigmoid(2u) = 1 / (1 + exp(-2u)) for x (u as in the header), with -2u clamped to
 // [-87, 87]: beyond, s is 1 or below 2e-38, where x * s is x or 0 to float precision.
 // A NaN x gives a NaN output through the final multiply by x; the clamp passes the
@@ -86,7 +69,7 @@ __attribute__((target("avx2,fma"))) inline __m256 sigmoid_2u(__m256 x, __m256* d
     *du_dx = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_set1_ps(3.f * kCubic), x2, _mm256_set1_ps(1.f)));
   __m256 z = _mm256_mul_ps(u, _mm256_set1_ps(-2.f));
   z = _mm256_min_ps(_mm256_max_ps(z, _mm256_set1_ps(-87.f)), _mm256_set1_ps(87.f));
-  return _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_add_ps(_mm256_set1_ps(1.f), exp_avx2(z)));
+  return _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_add_ps(_mm256_set1_ps(1.f), simd::exp_avx2(z)));
 }
 
 __attribute__((target("avx2,fma"))) void forward_avx2(const float* y, const float* b, float* out, int64_t rows,
@@ -125,7 +108,7 @@ __attribute__((target("avx2,fma"))) void backward_avx2(const float* g, const flo
   }
 }
 
-// The AVX-512 rows: the same exp polynomial on 16 lanes with 2^n applied by scalef, the
+// The AVX-512 rows: the same exp polynomial on 16 lanes (simd_exp.h), the
 // reciprocal 1 / (1 + e) by rcp14 and one Newton step (relative error ~1e-8, below float
 // rounding), and the row's last cols % 16 elements in one masked vector (masked-off lanes
 // are neither read nor written).
@@ -137,18 +120,7 @@ __attribute__((target("avx512f"))) inline __m512 sigmoid_2u_avx512(__m512 x, __m
     *du_dx = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_set1_ps(3.f * kCubic), x2, _mm512_set1_ps(1.f)));
   __m512 z = _mm512_mul_ps(u, _mm512_set1_ps(-2.f));
   z = _mm512_min_ps(_mm512_max_ps(z, _mm512_set1_ps(-87.f)), _mm512_set1_ps(87.f));  // NaN -> -87, as above
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(z, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), z);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-  __m512 p = _mm512_set1_ps(1.f / 720.f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.f), _mm512_scalef_ps(p, n));  // 1 + e^z, in [1, 6.1e37]
+  const __m512 d = _mm512_add_ps(_mm512_set1_ps(1.f), simd::exp_avx512(z));  // 1 + e^z, in [1, 6.1e37]
   const __m512 r0 = _mm512_rcp14_ps(d);
   return _mm512_mul_ps(r0, _mm512_fnmadd_ps(d, r0, _mm512_set1_ps(2.f)));  // r0 (2 - d r0)
 }
