@@ -81,7 +81,7 @@ __attribute__((target("avx512f"))) void tail_rows(const float* a, int64_t rs, in
   }
 }
 
-constexpr int kRows = 12;  // 12 rows x 2 vectors: 24 accumulators of the 32 registers
+constexpr int kRows = 14;  // 14 rows x 2 vectors: 28 accumulators and 2 B vectors of the 32 registers
 
 // C[m x n] = A[m x kdim] B[kdim x n] (A as in `tile`, B row-major with ldb, C with ldc),
 // in strips of 32 columns (16 for a last strip of <= 16).

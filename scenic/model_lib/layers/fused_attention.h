@@ -6,7 +6,7 @@
 // itself, and both paths reach ~55 G multiply-adds/s on one core of a 117 peak: 12% of a
 // ViT-S/16 training step. Here each head's products run in register-blocked AVX-512
 // loops that read the operands where they lie (only k and v are transposed, once per
-// head, into a small buffer), ~95 G multiply-adds/s:
+// head, into a small buffer), ~100 G multiply-adds/s:
 //   forward   S = q k^T, P = softmax(S / sqrt(d)) row by row, o = P v;
 //   backward  from the saved P (no recomputation): dP = do v^T,
 //             dS = P (dP - rowsum(P dP)) / sqrt(d), dq = dS k, dk = dS^T q, dv = P^T do.
