@@ -155,7 +155,7 @@ int64_t round_up16(int64_t n) { return (n + 15) / 16 * 16; }
 
 // One head's operands: pointers at [b, h] and the row stride (the last dim is contiguous).
 struct Head {
-  const float* p;
+  float* p;
   int64_t ld;
 };
 Head head(const torch::Tensor& t, int64_t bh, int64_t heads) {
@@ -196,13 +196,21 @@ std::pair<torch::Tensor, torch::Tensor> forward_impl(const torch::Tensor& q, con
   return {o, p};
 }
 
+// A tensor of t's shape in t's layout where that is dense and keeps the last dim
+// contiguous, else contiguous.
+torch::Tensor grad_like(const torch::Tensor& t) {
+  auto g = torch::empty_like(t);
+  return g.stride(3) == 1 ? g : torch::empty(t.sizes(), t.options());
+}
+
 std::vector<torch::Tensor> backward_impl(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                                          const torch::Tensor& p, torch::Tensor dout) {
   const int64_t b = q.size(0), h = q.size(1), n = q.size(2), d = q.size(3), m = k.size(2), dv = v.size(3);
   if (dout.stride(3) != 1) dout = dout.contiguous();
-  auto dq = torch::empty({b, h, n, d}, q.options());
-  auto dk = torch::empty({b, h, m, d}, q.options());
-  auto dvv = torch::empty({b, h, m, dv}, q.options());
+  // Each gradient in its input's layout where that is dense (a head-major view of a
+  // tokens-major projection, as in ViT): autograd's way back through the caller's
+  // transpose and reshape is then a view, not a copy.
+  auto dq = grad_like(q), dk = grad_like(k), dvv = grad_like(v);
 #ifdef SCENIC_ATTENTION_X86
   const float scale = 1.f / std::sqrt(static_cast<float>(d));
   const float* pp = p.data_ptr<float>();
@@ -211,13 +219,14 @@ std::vector<torch::Tensor> backward_impl(const torch::Tensor& q, const torch::Te
     std::vector<float> vt(dv * mp), ds(n * mp);
     for (int64_t bh = begin; bh < end; ++bh) {
       const Head qh = head(q, bh, h), kh = head(k, bh, h), vh = head(v, bh, h), gh = head(dout, bh, h);
+      const Head dqh = head(dq, bh, h), dkh = head(dk, bh, h), dvh = head(dvv, bh, h);
       const float* ph = pp + bh * n * m;
       transpose(vh.p, vh.ld, m, dv, vt.data(), mp);
       product(gh.p, gh.ld, 1, vt.data(), mp, ds.data(), mp, n, m, dv);  // dP = do v^T
       for (int64_t i = 0; i < n; ++i) softmax_grad_row(ph + i * m, ds.data() + i * mp, m, scale);
-      product(ds.data(), mp, 1, kh.p, kh.ld, dq.data_ptr<float>() + bh * n * d, d, n, d, m);   // dq = dS k
-      product(ds.data(), 1, mp, qh.p, qh.ld, dk.data_ptr<float>() + bh * m * d, d, m, d, n);   // dk = dS^T q
-      product(ph, 1, m, gh.p, gh.ld, dvv.data_ptr<float>() + bh * m * dv, dv, m, dv, n);       // dv = P^T do
+      product(ds.data(), mp, 1, kh.p, kh.ld, dqh.p, dqh.ld, n, d, m);  // dq = dS k
+      product(ds.data(), 1, mp, qh.p, qh.ld, dkh.p, dkh.ld, m, d, n);  // dk = dS^T q
+      product(ph, 1, m, gh.p, gh.ld, dvh.p, dvh.ld, m, dv, n);         // dv = P^T do
     }
   });
 #endif

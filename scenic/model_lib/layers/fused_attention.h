@@ -26,7 +26,8 @@ namespace scenic::model {
 bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 
 // softmax(q k^T / sqrt(d)) v: [B, H, N, dv] (its memory is [B, N, H, dv], so that the
-// caller's transpose back to tokens-major is contiguous). Autograd: q, k, v (first order).
+// caller's transpose back to tokens-major is contiguous). Autograd: q, k, v (first order;
+// each gradient in its input's layout where that is dense, so no copy on the way back).
 // Throws scenic::Error naming the shapes where fused_attention_applies is false.
 torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v);
 

@@ -89,6 +89,12 @@ TEST(FusedAttention, ReadsStridedViewsOfAFusedProjectionAndReturnsTokensMajorMem
   EXPECT_TRUE(torch::equal(strided.dk, packed.dk));
   EXPECT_TRUE(torch::equal(strided.dv, packed.dv));
   EXPECT_TRUE(strided.o.transpose(1, 2).is_contiguous());  // [B, N, H, dv] in memory
+  // Gradients in their inputs' layouts where dense: q's is the tokens-major view's.
+  const auto q_tokens = q.transpose(1, 2).contiguous().transpose(1, 2);
+  const auto laid_out = run(q_tokens, k, v, g, true);
+  EXPECT_EQ(laid_out.dq.strides(), q_tokens.strides());
+  EXPECT_TRUE(torch::equal(laid_out.dq, strided.dq));
+  EXPECT_TRUE(packed.dq.is_contiguous());
   // A non-contiguous upstream gradient gives the same.
   const auto g_t = g.transpose(2, 3).contiguous().transpose(2, 3);
   EXPECT_TRUE(torch::equal(run(q, k, v, g_t, true).dq, strided.dq));
