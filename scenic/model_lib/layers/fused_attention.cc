@@ -23,7 +23,10 @@
 namespace scenic::model {
 namespace {
 
-constexpr int64_t kMaxLength = 1024, kMaxDepth = 256;
+// Queries x keys per head at most 256 x 256: training keeps P (B H N M floats) for the
+// backward, as ATen's matmul path does; longer sequences go to ATen's flash kernel, which
+// keeps only a row statistic.
+constexpr int64_t kMaxScores = 256 * 256, kMaxDepth = 256;
 
 #ifdef SCENIC_ATTENTION_X86
 bool cpu_has_avx512() {
@@ -169,22 +172,23 @@ std::string shapes(const torch::Tensor& q, const torch::Tensor& k, const torch::
   return s.str();
 }
 
-// Returns o ([B, H, N, dv], memory [B, N, H, dv]) and P ([B, H, N, M]).
+// Returns o ([B, H, N, dv], memory [B, N, H, dv]) and, with keep_p, P ([B, H, N, M]);
+// without, each head's P lives in a per-thread buffer.
 std::pair<torch::Tensor, torch::Tensor> forward_impl(const torch::Tensor& q, const torch::Tensor& k,
-                                                     const torch::Tensor& v) {
+                                                     const torch::Tensor& v, bool keep_p) {
   const int64_t b = q.size(0), h = q.size(1), n = q.size(2), d = q.size(3), m = k.size(2), dv = v.size(3);
   auto o = torch::empty({b, n, h, dv}, q.options()).permute({0, 2, 1, 3});
-  auto p = torch::empty({b, h, n, m}, q.options());
+  torch::Tensor p = keep_p ? torch::empty({b, h, n, m}, q.options()) : torch::Tensor();
 #ifdef SCENIC_ATTENTION_X86
   const float scale = 1.f / std::sqrt(static_cast<float>(d));
   float* po = o.data_ptr<float>();
-  float* pp = p.data_ptr<float>();
+  float* pp = keep_p ? p.data_ptr<float>() : nullptr;
   at::parallel_for(0, b * h, 1, [&](int64_t begin, int64_t end) {
     const int64_t mp = round_up16(m);
-    std::vector<float> kt(d * mp);
+    std::vector<float> kt(d * mp), scratch(keep_p ? 0 : n * m);
     for (int64_t bh = begin; bh < end; ++bh) {
       const Head qh = head(q, bh, h), kh = head(k, bh, h), vh = head(v, bh, h);
-      float* ph = pp + bh * n * m;
+      float* ph = keep_p ? pp + bh * n * m : scratch.data();
       float* oh = po + (bh / h) * o.stride(0) + (bh % h) * o.stride(1);
       transpose(kh.p, kh.ld, m, d, kt.data(), mp);
       product(qh.p, qh.ld, 1, kt.data(), mp, ph, m, n, m, d);  // S = q k^T
@@ -236,7 +240,7 @@ std::vector<torch::Tensor> backward_impl(const torch::Tensor& q, const torch::Te
 struct FusedAttentionFunction : public torch::autograd::Function<FusedAttentionFunction> {
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& q, const torch::Tensor& k,
                                const torch::Tensor& v) {
-    auto [o, p] = forward_impl(q, k, v);
+    auto [o, p] = forward_impl(q, k, v, /*keep_p=*/true);
     ctx->save_for_backward({q, k, v});
     ctx->saved_data["p"] = p;
     return o;
@@ -263,7 +267,7 @@ bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k, con
       return false;
   const int64_t n = q.size(2), m = k.size(2), d = q.size(3), dv = v.size(3);
   return k.size(0) == q.size(0) && v.size(0) == q.size(0) && k.size(1) == q.size(1) && v.size(1) == q.size(1) &&
-         k.size(3) == d && v.size(2) == m && n <= kMaxLength && m <= kMaxLength && d <= kMaxDepth &&
+         k.size(3) == d && v.size(2) == m && n * m <= kMaxScores && d <= kMaxDepth &&
          dv <= kMaxDepth && !at::autocast::is_autocast_enabled(at::kCPU);
 #else
   return false;
@@ -273,8 +277,11 @@ bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k, con
 torch::Tensor fused_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
   if (!fused_attention_applies(q, k, v))
     throw Error("fused_attention: needs 4-D CPU float32 q [B, H, N, d], k [B, H, M, d], v [B, H, M, dv] with the "
-                "last dim contiguous, N, M <= 1024, d, dv <= 256, no autocast and an AVX-512 CPU; got " +
+                "last dim contiguous, N M <= 65536, d, dv <= 256, no autocast and an AVX-512 CPU; got " +
                 shapes(q, k, v));
+  // Without a gradient to compute, no autograd node and no P kept.
+  if (!torch::GradMode::is_enabled() || !(q.requires_grad() || k.requires_grad() || v.requires_grad()))
+    return forward_impl(q, k, v, /*keep_p=*/false).first;
   return FusedAttentionFunction::apply(q, k, v);
 }
 

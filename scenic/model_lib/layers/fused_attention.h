@@ -14,9 +14,10 @@
 //
 // fused_attention_applies says where it runs: 4-D CPU float32 q [B, H, N, d], k [B, H, M,
 // d], v [B, H, M, dv] with the last dim contiguous (other strides free: views of a fused
-// qkv projection are read in place), d and dv <= 256, N and M <= 1024 (P is kept for the
-// backward: B H N M floats), no autocast, a CPU with AVX-512F. Masks and dropout are not
-// supported (the caller keeps ATen's attention for those).
+// qkv projection are read in place), d and dv <= 256, N M <= 256 x 256 (when a gradient
+// is wanted P is kept for the backward, B H N M floats, as ATen's matmul path keeps it;
+// longer sequences belong to ATen's flash kernel), no autocast, a CPU with AVX-512F.
+// Masks and dropout are not supported (the caller keeps ATen's attention for those).
 #pragma once
 
 #include <torch/types.h>

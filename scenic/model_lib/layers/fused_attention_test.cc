@@ -118,6 +118,20 @@ TEST(FusedAttention, SameBitsOnOneThreadAndTwo) {
   EXPECT_TRUE(torch::equal(one.dk, two.dk));
 }
 
+TEST(FusedAttention, WithoutGradientTheSameValuesAndNoGraph) {
+  if (!have_kernel()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  torch::manual_seed(4);
+  const auto q = torch::randn({2, 3, 29, 16}, torch::requires_grad()), k = torch::randn({2, 3, 31, 16}),
+             v = torch::randn({2, 3, 31, 24});
+  const auto with_graph = fused_attention(q, k, v);
+  ASSERT_TRUE(with_graph.requires_grad());
+  torch::NoGradGuard no_grad;
+  const auto without = fused_attention(q, k, v);  // P in a per-thread buffer, not kept
+  EXPECT_FALSE(without.requires_grad());
+  EXPECT_TRUE(torch::equal(without, with_graph.detach()));
+  EXPECT_TRUE(without.transpose(1, 2).is_contiguous());
+}
+
 TEST(FusedAttention, NanInALogitGivesANanRow) {
   if (!have_kernel()) GTEST_SKIP() << "no AVX-512 on this CPU";
   auto q = torch::randn({1, 1, 3, 8});
@@ -132,9 +146,11 @@ TEST(FusedAttention, WhereItAppliesAndRefusals) {
   const auto t = [](std::vector<int64_t> s) { return torch::zeros(s); };
   if (have_kernel()) {
     EXPECT_TRUE(fused_attention_applies(t({2, 6, 197, 64}), t({2, 6, 197, 64}), t({2, 6, 197, 64})));
-    EXPECT_TRUE(fused_attention_applies(t({1, 1, 1024, 256}), t({1, 1, 1024, 256}), t({1, 1, 1024, 256})));
+    EXPECT_TRUE(fused_attention_applies(t({1, 1, 256, 256}), t({1, 1, 256, 256}), t({1, 1, 256, 256})));
+    EXPECT_TRUE(fused_attention_applies(t({1, 1, 8192, 8}), t({1, 1, 8, 8}), t({1, 1, 8, 8})));  // 65536 scores
   }
-  EXPECT_FALSE(fused_attention_applies(t({1, 1, 1025, 8}), t({1, 1, 8, 8}), t({1, 1, 8, 8})));    // long
+  EXPECT_FALSE(fused_attention_applies(t({1, 1, 257, 8}), t({1, 1, 256, 8}), t({1, 1, 256, 8})));  // long
+  EXPECT_FALSE(fused_attention_applies(t({1, 1, 577, 64}), t({1, 1, 577, 64}), t({1, 1, 577, 64})));  // ViT at 384
   EXPECT_FALSE(fused_attention_applies(t({1, 1, 8, 257}), t({1, 1, 8, 257}), t({1, 1, 8, 8})));  // deep
   EXPECT_FALSE(fused_attention_applies(t({1, 8, 8}), t({1, 8, 8}), t({1, 8, 8})));                // 3-D
   EXPECT_FALSE(fused_attention_applies(t({1, 1, 8, 8}), t({1, 1, 9, 8}), t({1, 1, 8, 8})));       // k, v lengths
