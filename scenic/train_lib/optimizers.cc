@@ -442,11 +442,17 @@ torch::Tensor global_norm(const std::vector<torch::Tensor>& tensors) {
   return torch::linalg_vector_norm(torch::stack(norms), 2);
 }
 
-torch::Tensor clip_grad_global_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+namespace {
+std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> grads;
-  for (const auto& p : params) {
+  for (const auto& p : params)
     if (p.defined() && p.grad().defined()) grads.push_back(p.grad());
-  }
+  return grads;
+}
+}  // namespace
+
+torch::Tensor clip_grad_global_norm(const std::vector<torch::Tensor>& params, double max_norm) {
+  const auto grads = defined_grads(params);
   torch::Tensor norm = global_norm(grads);
   if (grads.empty()) return norm;
   torch::NoGradGuard no_grad;
@@ -458,11 +464,7 @@ torch::Tensor clip_grad_global_norm(const std::vector<torch::Tensor>& params, do
 }
 
 torch::Tensor clip_or_measure_grads(const std::vector<torch::Tensor>& params, const std::optional<double>& max_norm) {
-  if (max_norm) return clip_grad_global_norm(params, *max_norm);
-  std::vector<torch::Tensor> grads;
-  for (const auto& p : params)
-    if (p.defined() && p.grad().defined()) grads.push_back(p.grad());
-  return global_norm(grads);
+  return max_norm ? clip_grad_global_norm(params, *max_norm) : global_norm(defined_grads(params));
 }
 
 }  // namespace scenic::train

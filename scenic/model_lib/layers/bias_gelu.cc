@@ -16,7 +16,7 @@
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 
-#include "scenic/model_lib/layers/simd_exp.h"
+#include "scenic/model_lib/layers/simd.h"
 #define SCENIC_GELU_X86 1
 #endif
 
@@ -32,10 +32,9 @@ enum class Isa { kNone, kAvx2, kAvx512 };
 
 #ifdef SCENIC_GELU_X86
 bool cpu_has(Isa isa) {
-  __builtin_cpu_init();  // may run before libgcc's own initializer
   switch (isa) {
-    case Isa::kAvx512: return __builtin_cpu_supports("avx512f") != 0;
-    case Isa::kAvx2: return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
+    case Isa::kAvx512: return simd::cpu_has_avx512f();
+    case Isa::kAvx2: return simd::cpu_has_avx2_fma();
     case Isa::kNone: return true;
   }
   return false;
@@ -108,7 +107,7 @@ __attribute__((target("avx2,fma"))) void backward_avx2(const float* g, const flo
   }
 }
 
-// The AVX-512 rows: the same exp polynomial on 16 lanes (simd_exp.h), the
+// The AVX-512 rows: the same exp polynomial on 16 lanes (simd.h), the
 // reciprocal 1 / (1 + e) by rcp14 and one Newton step (relative error ~1e-8, below float
 // rounding), and the row's last cols % 16 elements in one masked vector (masked-off lanes
 // are neither read nor written).

@@ -16,7 +16,7 @@
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 
-#include "scenic/model_lib/layers/simd_exp.h"
+#include "scenic/model_lib/layers/simd.h"
 #define SCENIC_ATTENTION_X86 1
 #endif
 
@@ -29,11 +29,6 @@ namespace {
 constexpr int64_t kMaxScores = 256 * 256, kMaxDepth = 256;
 
 #ifdef SCENIC_ATTENTION_X86
-bool cpu_has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") != 0;
-}
-
 __mmask16 tail_mask(int64_t n) { return static_cast<__mmask16>(n >= 16 ? 0xFFFFu : (1u << n) - 1u); }
 
 // C[MR x 16 NV] = A[MR x kdim] B[kdim x 16 NV]: A's element (i, k) at a[i rs + k cs] (so
@@ -259,7 +254,7 @@ struct FusedAttentionFunction : public torch::autograd::Function<FusedAttentionF
 
 bool fused_attention_applies(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v) {
 #ifdef SCENIC_ATTENTION_X86
-  static const bool avx512 = cpu_has_avx512();
+  static const bool avx512 = simd::cpu_has_avx512f();
   if (!avx512) return false;
   for (const auto* t : {&q, &k, &v})
     if (!t->defined() || t->dim() != 4 || !t->device().is_cpu() || t->scalar_type() != torch::kFloat32 ||

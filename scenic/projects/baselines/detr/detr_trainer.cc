@@ -153,8 +153,8 @@ TrainResult detr_train(TrainerContext& ctx) {
     auto outputs = network->forward_detr(b.at("inputs"), b.count("padding_mask") ? b.at("padding_mask") : torch::Tensor());
     auto result = model->loss_and_metrics(outputs, b);
     result.total.backward();
-    torch::Tensor grad_norm = max_grad_norm > 0 ? train::clip_grad_global_norm(params, max_grad_norm)
-                                                : train::global_norm(train::grads_of(params));
+    torch::Tensor grad_norm = train::clip_or_measure_grads(
+        params, max_grad_norm > 0 ? std::optional<double>(max_grad_norm) : std::nullopt);
     optimizer->step();
     if (ema) ema->update(step - 1);
     train_metrics.add(result.metrics);

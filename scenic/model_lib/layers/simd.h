@@ -1,11 +1,22 @@
-// exp on 16 float lanes (AVX-512F) and on 8 (AVX2 + FMA), shared by the fused kernels (bias_gelu.cc,
-// fused_attention.cc). Include only from x86-64 GCC/Clang translation units; the function
-// carries its own target attribute, so the file needs no -mavx512f or -mavx2.
+// What the fused kernels (bias_gelu.cc, fused_attention.cc) share on x86-64: which vector
+// instructions this CPU runs, and exp on 16 float lanes (AVX-512F) and on 8 (AVX2 + FMA).
+// Include only from x86-64 GCC/Clang translation units; the functions carry their own
+// target attributes, so the files need no -mavx512f or -mavx2.
 #pragma once
 
 #include <immintrin.h>
 
 namespace scenic::model::simd {
+
+inline bool cpu_has_avx512f() {
+  __builtin_cpu_init();  // may run before libgcc's own initializer
+  return __builtin_cpu_supports("avx512f") != 0;
+}
+
+inline bool cpu_has_avx2_fma() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
+}
 
 // exp(z) for z in [-87, 87] (callers clamp): z = n ln2 + r with |r| <= ln2/2 (ln2 split
 // in a high part exact in float and a low part), e^r by its degree-6 Taylor polynomial
