@@ -4,7 +4,6 @@
 #include <torch/cuda.h>
 #include <torch/torch.h>
 
-#include <ATen/autocast_mode.h>
 
 #include <algorithm>
 #include <chrono>
@@ -24,6 +23,7 @@
 #include "scenic/common_lib/errors.h"
 #include "scenic/common_lib/flop_counter.h"
 #include "scenic/model_lib/layers/dense.h"
+#include "scenic/train_lib/autocast.h"
 #include "scenic/train_lib/batch_split.h"
 #include "scenic/train_lib/cuda_graph_step.h"
 #include "scenic/train_lib/fused_adamw.h"
@@ -132,25 +132,6 @@ double matmul_gflops(int64_t n, const torch::Device& device) {
   return static_cast<double>(n) * n * n / best / 1e9;
 }
 
-// `autocast_dtype: bfloat16` as the trainer runs it: the forward under autocast.
-class AutocastScope {
- public:
-  AutocastScope(bool enabled, c10::DeviceType type) : enabled_(enabled), type_(type) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
-    at::autocast::set_autocast_enabled(type_, true);
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(type_, false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool enabled_;
-  c10::DeviceType type_;
-};
-
 std::string fmt(const char* format, double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), format, v);
@@ -247,9 +228,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
   const bool train = o.mode == "train";
   if (!train && device.is_cpu()) r.batch_split = split_slices(r.batch_size, eval_split_threads(*network));
   if (train) r.batch_split = train_split_slices(*network, batch, at::get_num_threads());
-  const std::string autocast = config.get<std::string>("autocast_dtype", "float32");
-  if (autocast != "float32" && autocast != "bfloat16")
-    throw Error("config key 'autocast_dtype' must be 'float32' or 'bfloat16', not '" + autocast + "'");
+  const bool autocast_bf16 = read_autocast_bf16(config);
   auto metrics_fn = model.get_metrics_fn(train ? "train" : "test");
   MetricsAccumulator metrics;
   std::vector<torch::Tensor> params = network->parameters();
@@ -267,7 +246,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
   auto train_loss = [&](const dataset::Batch& slice) {
     torch::Tensor y;
     {
-      AutocastScope scope(autocast == "bfloat16", device.type());
+      AutocastScope scope(autocast_bf16, device.type());
       y = network->forward(slice.at("inputs"));
     }
     y = y.to(torch::kFloat32);
@@ -291,7 +270,7 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
       torch::NoGradGuard no_grad;
       torch::Tensor out;
       {
-        AutocastScope scope(autocast == "bfloat16", device.type());
+        AutocastScope scope(autocast_bf16, device.type());
         out = forward_split_batch(*network, batch.at("inputs"), eval_split_threads(*network));
       }
       metrics.add(metrics_fn(out.to(torch::kFloat32), batch));

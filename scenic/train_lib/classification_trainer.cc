@@ -4,10 +4,10 @@
 
 #include <cmath>
 
-#include <ATen/autocast_mode.h>
 
 #include "scenic/common_lib/logging.h"
 #include "scenic/dataset_lib/mixup.h"
+#include "scenic/train_lib/autocast.h"
 #include "scenic/train_lib/batch_split.h"
 #include "scenic/train_lib/cuda_graph_step.h"
 #include "scenic/train_lib/device_prefetch.h"
@@ -51,26 +51,6 @@ void apply_mixup(const MixupConfig& m, dataset::Batch& batch, int64_t num_classe
   else dataset::mixup(batch, m.alpha, rng);
 }
 
-// `autocast_dtype: bfloat16` runs the forward pass under autocast (weights, gradients
-// and optimizer state stay float32). RAII so an exception leaves autocast off.
-class AutocastScope {
- public:
-  AutocastScope(bool enabled, const torch::Device& device) : enabled_(enabled), type_(device.type()) {
-    if (!enabled_) return;
-    at::autocast::set_autocast_dtype(type_, at::kBFloat16);
-    at::autocast::set_autocast_enabled(type_, true);
-  }
-  ~AutocastScope() {
-    if (!enabled_) return;
-    at::autocast::set_autocast_enabled(type_, false);
-    at::autocast::clear_cache();
-  }
-
- private:
-  bool enabled_;
-  c10::DeviceType type_;
-};
-
 }  // namespace
 
 TrainResult classification_train(TrainerContext& ctx) {
@@ -94,9 +74,7 @@ TrainResult classification_train(TrainerContext& ctx) {
   const MixupConfig mixup = read_mixup(config);
   const int64_t accum_steps = config.get<int64_t>("accum_steps", 1);
   if (accum_steps < 1) throw Error("config key 'accum_steps' must be >= 1");
-  const std::string autocast = config.get<std::string>("autocast_dtype", "float32");
-  if (autocast != "float32" && autocast != "bfloat16")
-    throw Error("config key 'autocast_dtype' must be 'float32' or 'bfloat16', not '" + autocast + "'");
+  const bool autocast_bf16 = read_autocast_bf16(config);
   // `cuda_graph: true`: the step (forward, loss, backward, clipping, update) captured
   // once and replayed (cuda_graph_step.h); the optimizer then reads its learning rate
   // from the device.
@@ -152,7 +130,7 @@ TrainResult classification_train(TrainerContext& ctx) {
   auto micro_loss = [&](const dataset::Batch& micro) {
     torch::Tensor out;
     {
-      AutocastScope autocast_scope(autocast == "bfloat16", device);
+      AutocastScope autocast_scope(autocast_bf16, device.type());
       out = network->forward(micro.at("inputs"));
     }
     out = out.to(torch::kFloat32);
