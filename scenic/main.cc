@@ -232,7 +232,17 @@ int main(int argc, char** argv) {
   }
   bench->add_option("--steps", bench_options.steps, "Timed steps")->capture_default_str();
   bench->add_option("--warmup_steps", bench_options.warmup_steps, "Untimed steps first")->capture_default_str();
-  bench->add_option("--batch_size", bench_options.batch_size, "Batch size (default: the config's batch_size)");
+  bench->add_option("--batch_size", bench_options.batch_size, "Batch size (default: the config's batch_size)")
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            // Non-numbers are left to the conversion, which names them.
+            try {
+              return std::stoll(v) >= 1 ? std::string() : "must be >= 1, got " + v;
+            } catch (const std::exception&) {
+              return std::string();
+            }
+          },
+          "INT >= 1"));
   bench->add_option("--mode", bench_options.mode, "train | eval")
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "eval"}));

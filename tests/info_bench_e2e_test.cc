@@ -72,6 +72,12 @@ TEST(BenchE2E, JsonFieldsAndErrors) {
   e = run_scenic("bench" + kConfig + " --mode infer");
   EXPECT_NE(e.status, 0);
   EXPECT_CONTAINS(e.output, "--mode");
+  e = run_scenic("bench" + kConfig + " --batch_size 0");  // not a silent fall-back to the config's
+  EXPECT_NE(e.status, 0);
+  EXPECT_CONTAINS(e.output, "--batch_size");
+  e = run_scenic("bench" + kConfig + " --input_shape 1,28,28 --num_classes 10 --config.batch_size=0");
+  EXPECT_EQ(e.status, 1);
+  EXPECT_CONTAINS(e.output, "config key 'batch_size' must be >= 1, got 0");
 }
 
 // `gemm_backend` (layers/dense.h): both libraries run the same step to the same loss

@@ -210,7 +210,9 @@ BenchResult bench(const common::ConfigDict& config, const model::BaseModel& mode
   r.mode = o.mode;
   r.steps = o.steps;
   r.warmup_steps = o.warmup_steps;
+  if (o.batch_size < 0) throw Error("bench: --batch_size must be >= 1, got " + std::to_string(o.batch_size));
   r.batch_size = o.batch_size > 0 ? o.batch_size : config.get<int64_t>("batch_size");
+  if (r.batch_size < 1) throw Error("config key 'batch_size' must be >= 1, got " + std::to_string(r.batch_size));
   r.threads = at::get_num_threads();
   r.gemm_backend = model::gemm_backend_name(model::gemm_backend());
   double load[1];
