@@ -3,7 +3,7 @@
 # (bench/reference/{vit,resnet,mixer}_torch.py, .venv) and a JAX/Flax jit reference
 # (bench/reference/{vit,resnet,mixer}_jax.py, .venv-bench), same model, same optimizer,
 # same batch size, one after the other on this machine; prints a table of examples/s
-# and ratios. The default cases are the small ViTs; the 224x224 ones (vit_s16,
+# and ratios, then one of peak memory (RSS; GPU allocator peaks on a GPU) and ratios. The default cases are the small ViTs; the 224x224 ones (vit_s16,
 # resnet50, mixer_s16) take minutes per mode on a 2-core CPU.
 #
 #   bench/compare.sh [--cases vit_fmnist,vit_ti4,vit_s16,resnet50,mixer_s16] [--modes train,eval]
@@ -164,7 +164,7 @@ for r in rows:
     rounds[(r["case"], r["mode"])] = rounds.get((r["case"], r["mode"]), 0) + (r["impl"] == "torch_eager")
     if impl(r) not in d or r["examples_per_sec"] > d[impl(r)]["examples_per_sec"]:
         d[impl(r)] = r
-print(f"{'case':<11}{'mode':<6}{'gemm':<8}{'batch':>6}{'params':>12}{'scenic ex/s':>13}{'torch ex/s':>12}{'jax ex/s':>10}"
+print(f"{'case':<11}{'mode':<6}{'gemm':<11}{'batch':>6}{'params':>12}{'scenic ex/s':>13}{'torch ex/s':>12}{'jax ex/s':>10}"
       f"{'vs torch':>10}{'vs jax':>8}{'scenic ms p10/50/p90':>24}{'GFLOP/s (peak %)':>18}{'load':>6}{'rounds':>7}")
 for (case, mode), d in by.items():
     t, j = d.get("torch_eager"), d.get("jax_jit")
@@ -176,8 +176,28 @@ for (case, mode), d in by.items():
         ratio = lambda r: f"{s['examples_per_sec'] / r['examples_per_sec']:.2f}" if (r and s) else "-"
         ms = f"{s['ms_p10']:.1f}/{s['ms_median']:.1f}/{s['ms_p90']:.1f}" if s else "-"
         gf = f"{s['achieved_gflops']:.1f} ({100 * s.get('peak_fraction', 0):.0f}%)" if s else "-"
-        print(f"{case:<11}{mode:<6}{key.split(':')[1]:<8}{s['batch_size'] if s else '-':>6}{ptxt:>12}{f(s):>13}{f(t):>12}"
+        print(f"{case:<11}{mode:<6}{key.split(':')[1]:<11}{s['batch_size'] if s else '-':>6}{ptxt:>12}{f(s):>13}{f(t):>12}"
               f"{f(j):>10}{ratio(t):>10}{ratio(j):>8}{ms:>24}{gf:>18}{(s or t)['load']:>6}{rounds[(case, mode)]:>7}")
+# Memory of the same rounds: peak RSS of the whole process over the timed steps (VmHWM,
+# reset after the warm-up in all three), and on a GPU the allocator's peak.
+gpu = any(r.get("gpu_peak_allocated_mib", -1) >= 0 for r in rows)
+print(f"\npeak memory, MiB (scenic / other < 1: scenic uses less)\n{'case':<11}{'mode':<6}{'gemm':<11}{'scenic RSS':>12}"
+      f"{'torch RSS':>11}{'jax RSS':>9}{'vs torch':>10}{'vs jax':>8}" + (f"{'scenic GPU':>12}{'torch GPU':>11}{'jax GPU*':>10}{'vs torch':>10}" if gpu else ""))
+for (case, mode), d in by.items():
+    t, j = d.get("torch_eager"), d.get("jax_jit")
+    for key in sorted(k for k in d if k.startswith("scenic")):
+        s = d[key]
+        rss = lambda r: f"{r['peak_rss_mib']:.0f}" if r else "-"
+        ratio = lambda r: f"{s['peak_rss_mib'] / r['peak_rss_mib']:.2f}" if r and r["peak_rss_mib"] > 0 else "-"
+        line = f"{case:<11}{mode:<6}{key.split(':')[1]:<11}{rss(s):>12}{rss(t):>11}{rss(j):>9}{ratio(t):>10}{ratio(j):>8}"
+        if gpu:
+            g = lambda r: f"{r['gpu_peak_allocated_mib']:.0f}" if r and r.get("gpu_peak_allocated_mib", -1) >= 0 else "-"
+            have = lambda r: r and r.get("gpu_peak_allocated_mib", -1) > 0
+            gr = f"{s['gpu_peak_allocated_mib'] / t['gpu_peak_allocated_mib']:.2f}" if have(s) and have(t) else "-"
+            line += f"{g(s):>12}{g(t):>11}{g(j):>10}{gr:>10}"
+        print(line)
+if gpu:
+    print("* JAX's GPU peak covers the whole run (XLA's allocator cannot reset it); ours and PyTorch's the timed steps")
 if any(r.get("autocast") == "bf16" for r in rows):
     print("autocast bf16: scenic and torch run the forward in bfloat16 (float32 weights, gradients, optimizer)")
 for g in sorted({r["gemm_backend"] for r in rows if r["impl"] == "scenic"}):

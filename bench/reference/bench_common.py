@@ -52,11 +52,16 @@ def percentile(sorted_values, q):  # numpy's linear percentile
     return sorted_values[lo] + (pos - lo) * (sorted_values[hi] - sorted_values[lo])
 
 
-def time_steps(step, warmup, steps):
-    """Runs `step` warmup times, then `steps` times each timed alone; returns (ms list, peak RSS MiB)."""
+def time_steps(step, warmup, steps, after_warmup=None):
+    """Runs `step` warmup times, then `steps` times each timed alone; returns (ms list, peak RSS MiB).
+
+    `after_warmup`, if given, runs once between the two (a framework resetting its own
+    peak-memory counter, as the RSS one is reset there)."""
     for _ in range(warmup):
         step()
     reset_peak_rss()
+    if after_warmup is not None:
+        after_warmup()
     times = []
     for _ in range(steps):
         t0 = time.perf_counter()

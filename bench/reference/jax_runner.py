@@ -16,6 +16,14 @@ import optax
 from bench_common import add_common_args, report, time_steps  # noqa: F401 (re-exported)
 
 
+def gpu_peak_mib():
+    """The accelerator's peak bytes in use, in MiB, from XLA's allocator (JAX cannot reset
+    it, so it covers the compile and the warm-up too); -1 on the CPU."""
+    dev = jax.devices()[0]
+    stats = dev.memory_stats() if dev.platform != "cpu" else None
+    return stats["peak_bytes_in_use"] / 2.0**20 if stats and "peak_bytes_in_use" in stats else -1.0
+
+
 def clip_then(a, tx):
     return optax.chain(optax.clip_by_global_norm(a.max_grad_norm), tx) if a.max_grad_norm is not None else tx
 
@@ -80,5 +88,6 @@ def run(a, model, tx, l2_decay_factor=None):
 
     times, rss = time_steps(step, max(a.warmup, 1), a.steps)
     return report("jax_jit", a.mode, a.batch, num_params, times, rss, a.json, device=str(jax.devices()[0]),
+                  gpu_peak_allocated_mib=gpu_peak_mib(),
                   last_loss=float(st["loss"]) if st["loss"] is not None else 0.0, jax=jax.__version__,
                   xla_flags=os.environ.get("XLA_FLAGS", ""))

@@ -41,6 +41,15 @@ def loss_fn(logits, labels, params, label_smoothing=0.0, l2_decay_factor=None):
     return loss
 
 
+def gpu_peak(dev):
+    """(reset, read) for the CUDA caching allocator's peak allocated MiB, as `scenic bench`
+    reports it (reset after the warm-up); on the CPU read gives -1."""
+    if dev.type != "cuda":
+        return None, lambda: -1.0
+    return (lambda: torch.cuda.reset_peak_memory_stats(dev),
+            lambda: torch.cuda.max_memory_allocated(dev) / 2.0**20)
+
+
 def run(a, model, optimizer, l2_decay_factor=None):
     """Times model's step with args `a` (add_common_args); prints the result."""
     dev = torch.device(a.device)
@@ -82,7 +91,9 @@ def run(a, model, optimizer, l2_decay_factor=None):
             torch.cuda.synchronize()
 
     model.train(train)
-    times, rss = time_steps(step, a.warmup, a.steps)
+    reset_gpu, read_gpu = gpu_peak(dev)
+    times, rss = time_steps(step, a.warmup, a.steps, reset_gpu)
     return report("torch_eager", a.mode, a.batch, num_params, times, rss, a.json, device=str(dev),
+                  gpu_peak_allocated_mib=read_gpu(),
                   threads=torch.get_num_threads(),
                   last_loss=float(state["loss"]) if state["loss"] is not None else 0.0, torch=torch.__version__)

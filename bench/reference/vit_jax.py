@@ -19,16 +19,15 @@ batch / total time; peak RSS = VmHWM after resetting it when the warm-up is done
 Needs jax, flax and optax (bench/compare.sh installs them into .venv-bench).
 """
 import argparse
-import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
 import flax.linen as nn
 import optax
 
-from bench_common import peak_rss_mib, percentile, reset_peak_rss
+from bench_common import report, time_steps
+from jax_runner import gpu_peak_mib
 
 
 class MlpBlock(nn.Module):
@@ -183,33 +182,11 @@ def main():
             state["sums"] = eval_jit(state["params"], state["sums"])
             jax.block_until_ready(state["sums"])
 
-    for _ in range(max(a.warmup, 1)):  # the first call compiles
-        step()
-    reset_peak_rss()
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    rss = peak_rss_mib()
-    total = sum(times)
-    times.sort()
-
-    pct = lambda q: percentile(times, q)
-
-    result = {
-        "impl": "jax_jit", "mode": a.mode, "device": str(jax.devices()[0]), "batch_size": a.batch,
-        "steps": a.steps, "num_params": num_params, "examples_per_sec": a.batch * a.steps / (total / 1000.0),
-        "ms_median": pct(50), "ms_p10": pct(10), "ms_p90": pct(90), "peak_rss_mib": rss,
-        "last_loss": float(state["loss"]) if state["loss"] is not None else 0.0,
-        "jax": jax.__version__, "xla_flags": os.environ.get("XLA_FLAGS", ""),
-    }
-    if a.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:18s} {v}")
-
+    times, rss = time_steps(step, max(a.warmup, 1), a.steps)  # the first call compiles
+    report("jax_jit", a.mode, a.batch, num_params, times, rss, a.json, device=str(jax.devices()[0]),
+           gpu_peak_allocated_mib=gpu_peak_mib(),
+           last_loss=float(state["loss"]) if state["loss"] is not None else 0.0, jax=jax.__version__,
+           xla_flags=os.environ.get("XLA_FLAGS", ""))
 
 if __name__ == "__main__":
     main()

@@ -20,17 +20,15 @@ Prints one JSON object (with --json) or a short table. Run from compare.sh:
       --patch 7 --hidden 128 --mlp 256 --heads 4 --layers 4 --batch 128 --mode train
 """
 import argparse
-import json
 import math
 import os
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bench_common import peak_rss_mib, reset_peak_rss
-from torch_runner import add_autocast_arg, autocast
+from bench_common import report, time_steps
+from torch_runner import add_autocast_arg, autocast, gpu_peak
 
 
 def lecun_normal_(w):
@@ -197,34 +195,17 @@ def main():
         last_loss = loss.detach()
 
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    model.train(train)
-    for _ in range(a.warmup):
-        step()
-    sync()
-    reset_peak_rss()
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
+
+    def timed_step():  # blocks until the step's work is done, as time_steps needs
         step()
         sync()
-        times.append((time.perf_counter() - t0) * 1000.0)
-    rss = peak_rss_mib()
-    total = sum(times)
-    times.sort()
-    pct = lambda q: float(torch.quantile(torch.tensor(times, dtype=torch.float64), q / 100.0))
-    result = {
-        "impl": "torch_eager", "mode": a.mode, "device": str(dev), "threads": torch.get_num_threads(),
-        "batch_size": a.batch, "steps": a.steps, "num_params": num_params,
-        "examples_per_sec": a.batch * a.steps / (total / 1000.0),
-        "ms_median": pct(50), "ms_p10": pct(10), "ms_p90": pct(90), "peak_rss_mib": rss,
-        "last_loss": float(last_loss) if last_loss is not None else 0.0, "torch": torch.__version__,
-    }
-    if a.json:
-        print(json.dumps(result))
-    else:
-        for k, v in result.items():
-            print(f"{k:18s} {v}")
 
+    model.train(train)
+    reset_gpu, read_gpu = gpu_peak(dev)
+    times, rss = time_steps(timed_step, a.warmup, a.steps, reset_gpu)
+    report("torch_eager", a.mode, a.batch, num_params, times, rss, a.json, device=str(dev),
+           threads=torch.get_num_threads(), gpu_peak_allocated_mib=read_gpu(),
+           last_loss=float(last_loss) if last_loss is not None else 0.0, torch=torch.__version__)
 
 if __name__ == "__main__":
     main()
