@@ -25,8 +25,8 @@ struct RunResult {
   std::string output;  // stdout + stderr
 };
 
-inline RunResult run_scenic(const std::string& args) {
-  const std::string cmd = std::string(SCENIC_BINARY) + " " + args + " 2>&1";
+// Runs a shell command line: its exit status and stdout (append "2>&1" for stderr too).
+inline RunResult run_command(const std::string& cmd) {
   RunResult r{-1, ""};
   FILE* pipe = ::popen(cmd.c_str(), "r");
   if (pipe == nullptr) return r;
@@ -35,6 +35,10 @@ inline RunResult run_scenic(const std::string& args) {
   const int rc = ::pclose(pipe);
   r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
   return r;
+}
+
+inline RunResult run_scenic(const std::string& args) {
+  return run_command(std::string(SCENIC_BINARY) + " " + args + " 2>&1");
 }
 
 // Starts `scenic <args>` in the background (output to `log_path`); returns its pid.
