@@ -54,19 +54,22 @@ inline void gelu_scalar(float xf, float* out, float g, float* gy) {
   }
 }
 
-// s = sigmoid(2u) = 1 / (1 + exp(-2u)) for x (u as in the header), with -2u clamped to
-// [-87, 87]: beyond, s is 1 or below 2e-38, where x * s is x or 0 to float precision.
-// A NaN x gives a NaN output through the final multiply by x; the clamp passes the
-// argument first (max/min return their second operand when one is NaN), so a NaN
-// argument becomes the constant and never reaches the exponent bits.
-__attribute__((target("avx2,fma"))) inline __m256 sigmoid_2u(__m256 x, __m256* du_dx) {
-  const __m256 x2 = _mm256_mul_ps(x, x);
-  // u = c x (1 + a x^2)
-  const __m256 c = _mm256_set1_ps(kSqrt2OverPi);
-  const __m256 u = _mm256_mul_ps(_mm256_mul_ps(c, x), _mm256_fmadd_ps(_mm256_set1_ps(kCubic), x2, _mm256_set1_ps(1.f)));
-  if (du_dx != nullptr)  // u' = c (1 + 3 a x^2)
-    *du_dx = _mm256_mul_ps(c, _mm256_fmadd_ps(_mm256_set1_ps(3.f * kCubic), x2, _mm256_set1_ps(1.f)));
-  __m256 z = _mm256_mul_ps(u, _mm256_set1_ps(-2.f));
+// Both vector widths compute -2u = x (A + B x^2) (one FMA and a multiply), s =
+// sigmoid(2u) = 1 / (1 + e^{-2u}), and the derivative d/dx [x s] = s + x 2 s (1 - s) u'
+// = s (1 + (1 - s) w), w = 2 x u' = x (2c + 6ca x^2). Where s is 1 (x beyond ~9) the
+// reciprocal must give exactly 1, or (1 - s) w, with w ~ 0.2 x^3, takes the error: AVX2
+// divides (rcp's 12 bits and one Newton step leave 1 - 2^-24 there), AVX-512's rcp14
+// and one Newton step give 1 exactly.
+constexpr float kMinus2C = -2.f * kSqrt2OverPi, kMinus2CA = -2.f * kSqrt2OverPi * kCubic;
+constexpr float k2C = 2.f * kSqrt2OverPi, k6CA = 6.f * kSqrt2OverPi * kCubic;
+
+// s for x, given x^2, with -2u clamped to [-87, 87]: beyond, s is 1 or below 2e-38,
+// where x * s is x or 0 to float precision. A NaN x gives a NaN output through the final
+// multiply by x; the clamp passes the argument first (max/min return their second
+// operand when one is NaN), so a NaN argument becomes the constant and never reaches
+// the exponent bits.
+__attribute__((target("avx2,fma"))) inline __m256 sigmoid_2u_avx2(__m256 x, __m256 x2) {
+  __m256 z = _mm256_mul_ps(x, _mm256_fmadd_ps(_mm256_set1_ps(kMinus2CA), x2, _mm256_set1_ps(kMinus2C)));
   z = _mm256_min_ps(_mm256_max_ps(z, _mm256_set1_ps(-87.f)), _mm256_set1_ps(87.f));
   return _mm256_div_ps(_mm256_set1_ps(1.f), _mm256_add_ps(_mm256_set1_ps(1.f), simd::exp_avx2(z)));
 }
@@ -80,15 +83,17 @@ __attribute__((target("avx2,fma"))) void forward_avx2(const float* y, const floa
     for (; j + 8 <= cols; j += 8) {
       __m256 x = _mm256_loadu_ps(yr + j);
       if (b != nullptr) x = _mm256_add_ps(x, _mm256_loadu_ps(b + j));
-      _mm256_storeu_ps(o + j, _mm256_mul_ps(x, sigmoid_2u(x, nullptr)));
+      _mm256_storeu_ps(o + j, _mm256_mul_ps(x, sigmoid_2u_avx2(x, _mm256_mul_ps(x, x))));
     }
     for (; j < cols; ++j) gelu_scalar(yr[j] + (b != nullptr ? b[j] : 0.f), o + j, 0.f, nullptr);
   }
 }
 
+// `acc` (may be null): gy's column sums are added to acc[0, cols) row by row, in row
+// order, as the rows are written.
 __attribute__((target("avx2,fma"))) void backward_avx2(const float* g, const float* y, const float* b, float* gy,
-                                                        int64_t rows, int64_t cols) {
-  const __m256 two = _mm256_set1_ps(2.f), one = _mm256_set1_ps(1.f);
+                                                        float* acc, int64_t rows, int64_t cols) {
+  const __m256 one = _mm256_set1_ps(1.f);
   for (int64_t r = 0; r < rows; ++r) {
     const float* yr = y + r * cols;
     const float* gr = g + r * cols;
@@ -97,26 +102,26 @@ __attribute__((target("avx2,fma"))) void backward_avx2(const float* g, const flo
     for (; j + 8 <= cols; j += 8) {
       __m256 x = _mm256_loadu_ps(yr + j);
       if (b != nullptr) x = _mm256_add_ps(x, _mm256_loadu_ps(b + j));
-      __m256 du;
-      const __m256 s = sigmoid_2u(x, &du);
-      // d/dx [x s(2u)] = s + x * 2 s (1 - s) u'
-      const __m256 ds = _mm256_mul_ps(_mm256_mul_ps(two, s), _mm256_mul_ps(_mm256_sub_ps(one, s), du));
-      _mm256_storeu_ps(o + j, _mm256_mul_ps(_mm256_loadu_ps(gr + j), _mm256_fmadd_ps(x, ds, s)));
+      const __m256 x2 = _mm256_mul_ps(x, x);
+      const __m256 s = sigmoid_2u_avx2(x, x2);
+      const __m256 w = _mm256_mul_ps(x, _mm256_fmadd_ps(_mm256_set1_ps(k6CA), x2, _mm256_set1_ps(k2C)));
+      const __m256 dgelu = _mm256_mul_ps(s, _mm256_fmadd_ps(_mm256_sub_ps(one, s), w, one));
+      const __m256 out = _mm256_mul_ps(_mm256_loadu_ps(gr + j), dgelu);
+      _mm256_storeu_ps(o + j, out);
+      if (acc != nullptr) _mm256_storeu_ps(acc + j, _mm256_add_ps(_mm256_loadu_ps(acc + j), out));
     }
-    for (; j < cols; ++j) gelu_scalar(yr[j] + (b != nullptr ? b[j] : 0.f), nullptr, gr[j], o + j);
+    for (; j < cols; ++j) {
+      gelu_scalar(yr[j] + (b != nullptr ? b[j] : 0.f), nullptr, gr[j], o + j);
+      if (acc != nullptr) acc[j] += o[j];
+    }
   }
 }
 
-// The AVX-512 rows: the same exp polynomial on 16 lanes (simd.h), the reciprocal
-// 1 / (1 + e) by rcp14 and one Newton step (relative error ~1e-8, below float rounding),
-// and the row's last cols % 16 elements in one masked vector (masked-off lanes are
-// neither read nor written). Fewer operations than the AVX2 rows: -2u = x (A + B x^2)
-// in one FMA and a multiply, and the derivative as s (1 + (1 - s) w) with
-// w = 2 x u' = x (2c + 6ca x^2).
-constexpr float kMinus2C = -2.f * kSqrt2OverPi, kMinus2CA = -2.f * kSqrt2OverPi * kCubic;
-constexpr float k2C = 2.f * kSqrt2OverPi, k6CA = 6.f * kSqrt2OverPi * kCubic;
-
-// sigmoid(2u) for x, given x^2; -2u clamped to [-87, 87] as in sigmoid_2u.
+// The AVX-512 rows: the same formulas on 16 lanes, the reciprocal by rcp14 and one
+// Newton step (relative error ~1e-8, below float rounding), and the row's last
+// cols % 16 elements in one masked vector (masked-off lanes are neither read nor
+// written).
+// sigmoid(2u) for x, given x^2; -2u clamped to [-87, 87] as in sigmoid_2u_avx2.
 __attribute__((target("avx512f"))) inline __m512 sigmoid_2u_avx512(__m512 x, __m512 x2) {
   __m512 z = _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(kMinus2CA), x2, _mm512_set1_ps(kMinus2C)));
   z = _mm512_min_ps(_mm512_max_ps(z, _mm512_set1_ps(-87.f)), _mm512_set1_ps(87.f));  // NaN -> -87, as above
@@ -157,7 +162,6 @@ __attribute__((target("avx512f"))) void backward_avx512(const float* g, const fl
       const __m512 x2 = _mm512_mul_ps(x, x);
       const __m512 s = sigmoid_2u_avx512(x, x2);
       const __m512 w = _mm512_mul_ps(x, _mm512_fmadd_ps(_mm512_set1_ps(k6CA), x2, _mm512_set1_ps(k2C)));
-      // d/dx [x s(2u)] = s + x 2 s (1 - s) u' = s (1 + (1 - s) w)
       const __m512 dgelu = _mm512_mul_ps(s, _mm512_fmadd_ps(_mm512_sub_ps(one, s), w, one));
       const __m512 out = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, gr + j), dgelu);
       _mm512_mask_storeu_ps(o + j, m, out);
@@ -193,13 +197,7 @@ void backward_rows(const float* g, const float* y, const float* b, float* gy, fl
 #ifdef SCENIC_GELU_X86
   const Isa isa = g_isa.load(std::memory_order_relaxed);
   if (isa == Isa::kAvx512) return backward_avx512(g, y, b, gy, acc, rows, cols);
-  if (isa == Isa::kAvx2) {
-    backward_avx2(g, y, b, gy, rows, cols);
-    if (acc != nullptr)
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < cols; ++j) acc[j] += gy[r * cols + j];
-    return;
-  }
+  if (isa == Isa::kAvx2) return backward_avx2(g, y, b, gy, acc, rows, cols);
 #endif
   (void)g, (void)y, (void)b, (void)gy, (void)acc, (void)rows, (void)cols;
   throw Error("bias_gelu: the fused kernel needs a CPU with AVX2 and FMA or AVX-512");
