@@ -56,7 +56,7 @@ inline void gelu_scalar(float xf, float* out, float g, float* gy) {
 
 // Both vector widths compute -2u = x (A + B x^2) (one FMA and a multiply), s =
 // sigmoid(2u) = 1 / (1 + e^{-2u}), and the derivative d/dx [x s] = s + x 2 s (1 - s) u'
-// = s (1 + (1 - s) w), w = 2 x u' = x (2c + 6ca x^2). Where s is 1 (x beyond ~9) the
+// = s (1 + (1 - s) w), w = 2 x u' = x (2c + 6ca x^2). Where s is 1 (x beyond ~5) the
 // reciprocal must give exactly 1, or (1 - s) w, with w ~ 0.2 x^3, takes the error: AVX2
 // divides (rcp's 12 bits and one Newton step leave 1 - 2^-24 there), AVX-512's rcp14
 // and one Newton step give 1 exactly.
