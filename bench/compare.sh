@@ -3,8 +3,9 @@
 # (bench/reference/{vit,resnet,mixer}_torch.py, .venv) and a JAX/Flax jit reference
 # (bench/reference/{vit,resnet,mixer}_jax.py, .venv-bench), same model, same optimizer,
 # same batch size, one after the other on this machine; prints a table of examples/s
-# and ratios, then one of peak memory (RSS; GPU allocator peaks on a GPU) and ratios. The default cases are the small ViTs; the 224x224 ones (vit_s16,
-# resnet50, mixer_s16) take minutes per mode on a 2-core CPU.
+# and ratios, then one of peak memory (RSS; GPU allocator peaks on a GPU) and ratios
+# (bench/compare_table.py). The default cases are the small ViTs; the 224x224 ones
+# (vit_s16, resnet50, mixer_s16) take minutes per mode on a 2-core CPU.
 #
 #   bench/compare.sh [--cases vit_fmnist,vit_ti4,vit_s16,resnet50,mixer_s16] [--modes train,eval]
 #                    [--steps N] [--warmup N] [--threads N] [--repeat R] [--no-jax] [--out F.jsonl]

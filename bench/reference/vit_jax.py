@@ -188,5 +188,6 @@ def main():
            last_loss=float(state["loss"]) if state["loss"] is not None else 0.0, jax=jax.__version__,
            xla_flags=os.environ.get("XLA_FLAGS", ""))
 
+
 if __name__ == "__main__":
     main()

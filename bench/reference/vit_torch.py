@@ -207,5 +207,6 @@ def main():
            threads=torch.get_num_threads(), gpu_peak_allocated_mib=read_gpu(),
            last_loss=float(last_loss) if last_loss is not None else 0.0, torch=torch.__version__)
 
+
 if __name__ == "__main__":
     main()
