@@ -5,7 +5,6 @@
 #include <sstream>
 
 #include "scenic/train_lib/optimizers.h"
-#include "scenic/train_lib/train_utils.h"
 
 namespace scenic::train {
 

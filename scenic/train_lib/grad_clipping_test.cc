@@ -51,6 +51,21 @@ TEST(GradClippingTest, BlockRms) {
   EXPECT_TRUE(torch::equal(q.grad(), torch::tensor({0.3f, 0.4f})));
 }
 
+// A parameter the loss did not reach has no gradient: every method leaves it so and
+// clips the others.
+TEST(GradClippingTest, ParametersWithoutAGradientAreSkipped) {
+  for (const auto method : {ClipMethod::kGlobalNorm, ClipMethod::kValue, ClipMethod::kAdaptive, ClipMethod::kBlockRms}) {
+    auto p = with_grad(torch::ones({2}), torch::tensor({30.0f, 40.0f}));
+    auto unused = torch::ones({3}).requires_grad_(true);
+    GradClip clip;
+    clip.method = method;
+    clip.value = 1.0;
+    apply_grad_clip(clip, {unused, p});
+    EXPECT_FALSE(unused.grad().defined()) << static_cast<int>(method);
+    EXPECT_LT(p.grad().abs().max().item<float>(), 30.0f) << static_cast<int>(method);
+  }
+}
+
 TEST(GradClippingTest, UnitwiseNormUsesOutputUnits) {
   // [out=2, in=2] kernel: one norm per row (output unit), like optax's per-column norm
   // of flax's [in, out] kernel.

@@ -442,17 +442,15 @@ torch::Tensor global_norm(const std::vector<torch::Tensor>& tensors) {
   return torch::linalg_vector_norm(torch::stack(norms), 2);
 }
 
-namespace {
-std::vector<torch::Tensor> defined_grads(const std::vector<torch::Tensor>& params) {
+std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params) {
   std::vector<torch::Tensor> grads;
   for (const auto& p : params)
     if (p.defined() && p.grad().defined()) grads.push_back(p.grad());
   return grads;
 }
-}  // namespace
 
 torch::Tensor clip_grad_global_norm(const std::vector<torch::Tensor>& params, double max_norm) {
-  const auto grads = defined_grads(params);
+  const auto grads = grads_of(params);
   torch::Tensor norm = global_norm(grads);
   if (grads.empty()) return norm;
   torch::NoGradGuard no_grad;
@@ -464,7 +462,7 @@ torch::Tensor clip_grad_global_norm(const std::vector<torch::Tensor>& params, do
 }
 
 torch::Tensor clip_or_measure_grads(const std::vector<torch::Tensor>& params, const std::optional<double>& max_norm) {
-  return max_norm ? clip_grad_global_norm(params, *max_norm) : global_norm(defined_grads(params));
+  return max_norm ? clip_grad_global_norm(params, *max_norm) : global_norm(grads_of(params));
 }
 
 }  // namespace scenic::train

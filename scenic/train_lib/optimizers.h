@@ -97,6 +97,10 @@ double lr_multiplier(const torch::optim::OptimizerOptions& options);
 std::vector<std::string> frozen_parameters(const common::ConfigDict& config,
                                            const NamedParams& params);
 
+// The gradients that exist: each parameter's `.grad`, skipping undefined parameters and
+// those the loss did not reach (no gradient). The tensors alias the `.grad`s.
+std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params);
+
 // sqrt(sum of squares of all elements) as a 0-dim tensor (float32, or float64 if any
 // input is float64) on the inputs' device; undefined tensors are skipped; 0 for none.
 torch::Tensor global_norm(const std::vector<torch::Tensor>& tensors);

@@ -132,11 +132,4 @@ void init_head_bias(model::Network& network, double value) {
       p.value().fill_(value);
 }
 
-std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params) {
-  std::vector<torch::Tensor> g;
-  g.reserve(params.size());
-  for (const auto& p : params) g.push_back(p.grad());
-  return g;
-}
-
 }  // namespace scenic::train

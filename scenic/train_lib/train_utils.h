@@ -57,9 +57,6 @@ std::string format_metrics(const std::map<std::string, double>& metrics);
 // Scenic's init_head_bias: every bias under `output_projection` set to `value`.
 void init_head_bias(model::Network& network, double value);
 
-// The `.grad` of each parameter (undefined for parameters without one).
-std::vector<torch::Tensor> grads_of(const std::vector<torch::Tensor>& params);
-
 // With several processes: throws scenic::Error unless every process resumes from the
 // same step (each reads `ckpt_dir` itself, so the workdir must be on a filesystem all of
 // them see, as Scenic's is). A collective: every rank calls it. No-op with one process.
