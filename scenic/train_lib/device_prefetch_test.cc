@@ -3,12 +3,19 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <ostream>
 #include <string>
 #include <vector>
 
 #include "scenic/common_lib/errors.h"
 
 namespace scenic::train {
+// How gtest (and CTest's test names) print a parameter: without it, the struct's bytes,
+// padding included, which differ between builds.
+void PrintTo(const DevicePrefetchOptions& o, std::ostream* os) {
+  *os << "depth " << o.depth << (o.pin_memory ? ", pinned" : ", pageable");
+}
+
 namespace {
 using common::ConfigDict;
 
