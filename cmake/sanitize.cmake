@@ -10,4 +10,10 @@ if(SCENIC_SANITIZE)
     add_compile_options(-fno-sanitize=vptr -fno-sanitize-recover=undefined)
   endif()
   add_link_options(-fsanitize=${SCENIC_SANITIZE})
+  if(SCENIC_SANITIZE MATCHES "address")
+    # libstdc++'s bounds checks (operator[] of vector, string, array; front/back of empty
+    # containers): they see an index past size() but within capacity, which ASan's
+    # container-overflow check would, were it not off (LibTorch's vectors, scripts/sanitize.sh).
+    add_compile_definitions(_GLIBCXX_ASSERTIONS)
+  endif()
 endif()
