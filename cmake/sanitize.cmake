@@ -1,7 +1,7 @@
 # -DSCENIC_SANITIZE=address,undefined (scripts/sanitize.sh): every target of ours built
 # and linked with those sanitizers; LibTorch, MKL, OpenCV stay as shipped (uninstrumented).
-# `vptr` is left out: it needs the type info of LibTorch's classes, which their
-# uninstrumented code does not provide in the form the check expects.
+# `vptr` is left out: its dynamic-type checks go through RTTI, which can report
+# spuriously on classes of shared libraries built without it (not tried here).
 set(SCENIC_SANITIZE "" CACHE STRING "gcc -fsanitize= list for a sanitizer build (empty: none)")
 if(SCENIC_SANITIZE)
   message(STATUS "Sanitizers: ${SCENIC_SANITIZE}")

@@ -15,8 +15,8 @@ namespace scenic::common {
 
 // Sets M_MMAP_THRESHOLD to 32 MiB (glibc's largest) and M_TRIM_THRESHOLD to 256 MiB,
 // unless the environment already tunes malloc (GLIBC_TUNABLES, MALLOC_MMAP_THRESHOLD_ or
-// MALLOC_TRIM_THRESHOLD_). Returns whether it changed the settings (false off glibc, and under AddressSanitizer,
-// whose malloc replaces glibc's).
+// MALLOC_TRIM_THRESHOLD_). Returns whether it changed the settings (false off glibc, and
+// under AddressSanitizer, whose malloc replaces glibc's).
 // Call once, early in main.
 bool tune_malloc_for_tensors();
 
