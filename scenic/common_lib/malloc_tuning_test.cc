@@ -53,10 +53,13 @@ TEST(MallocTuning, LeavesMallocAloneWhenTheEnvironmentTunesIt) {
 // ~2 x 5,120 page faults (measured 10,242 in a C program); tuned, the block stays in the
 // heap and its pages are faulted in once (5,122).
 TEST(MallocTuning, FreedBlocksAreReusedNotRefaulted) {
-#if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "AddressSanitizer's malloc replaces glibc's (scripts/sanitize.sh): mallopt does not reach it";
-#endif
   MallocEnv env;
+#if defined(__SANITIZE_ADDRESS__)
+  // scripts/sanitize.sh: AddressSanitizer's malloc replaces glibc's, mallopt does not
+  // reach it, and the function says so (malloc_tuning.h); there are no faults to count.
+  EXPECT_FALSE(tune_malloc_for_tensors());
+  return;
+#endif
   ASSERT_TRUE(tune_malloc_for_tensors());
   constexpr size_t kBytes = 20u << 20;
   constexpr long kPages = static_cast<long>(kBytes / 4096);
